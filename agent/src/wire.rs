@@ -1,0 +1,440 @@
+//! The wire contract between the control plane, the workspace agent and the API's
+//! callers: the execute request, the event vocabulary, file metadata, error bodies,
+//! the agent's route names and the SSE framing. Defined once here and used by both
+//! ends; changing a type here changes the public API (see `docs/api.md`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Agent routes (relative to the agent's socket or `http://<ip>:9000`).
+pub mod routes {
+    /// `GET`: liveness of the agent, [`super::AgentHealth`].
+    pub const HEALTH: &str = "/health";
+    /// `POST` an [`super::ExecuteRequest`]; answers an SSE stream of [`super::Event`]s.
+    pub const EXECUTE: &str = "/execute";
+    /// `GET` (read), `PUT` (atomic write, raw body), `DELETE` a file: `?path=<relative>`.
+    pub const FILES: &str = "/files";
+    /// `GET ?path=<dir>&recursive=<bool>`: a [`super::FileList`].
+    pub const FILES_LIST: &str = "/files/list";
+    /// `GET`: a tar of the whole workspace; `PUT`: extract a tar into it.
+    pub const ARCHIVE: &str = "/archive";
+}
+
+/// Header carrying the version of the wire contract an agent speaks.
+pub const WIRE_VERSION_HEADER: &str = "x-workspace-wire-version";
+/// Current wire contract version.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Upper bound of a conversation id's length.
+pub const CONVERSATION_ID_MAX_LEN: usize = 128;
+
+/// True when `id` matches `^[A-Za-z0-9._-]{1,128}$` (and is not `.` or `..`, which
+/// would be unsafe as path segments or object-key components).
+pub fn is_valid_conversation_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= CONVERSATION_ID_MAX_LEN
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// What to run in a workspace: a command, or one agent (Claude Code) turn.
+///
+/// JSON: `{"mode": "command", "argv": ["ls", "-la"]}` or
+/// `{"mode": "agent", "prompt": "fix the tests"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecuteRequest {
+    Command(CommandSpec),
+    Agent(AgentSpec),
+}
+
+impl ExecuteRequest {
+    /// The requested timeout, if any.
+    pub fn timeout_secs(&self) -> Option<u64> {
+        match self {
+            ExecuteRequest::Command(c) => c.timeout_secs,
+            ExecuteRequest::Agent(a) => a.timeout_secs,
+        }
+    }
+}
+
+/// A command run directly (no shell) unless `shell` is set, in which case `argv`
+/// must hold exactly one string, run as `/bin/sh -c <string>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub shell: bool,
+    /// Extra environment variables (on top of the agent's clean base environment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory relative to the workspace root (default: the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Bytes written to the process's stdin, which is then closed (default: empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Kill the whole process group after this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// One headless Claude Code turn (`claude -p <prompt> --output-format stream-json
+/// --verbose`); the CLI path and extra flags are agent configuration, not request data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub prompt: String,
+    /// Resume an earlier Claude Code session (`--resume <id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_session_id: Option<String>,
+    /// Model id passed as `--model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `--max-turns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Where the workspace serving a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceSource {
+    /// The conversation's workspace was already running.
+    Existing,
+    /// Claimed from the warm pool.
+    Warm,
+    /// Created for this request.
+    Cold,
+    /// Re-created after the previous container died, restored from the last sync.
+    Recovered,
+}
+
+impl WorkspaceSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceSource::Existing => "existing",
+            WorkspaceSource::Warm => "warm",
+            WorkspaceSource::Cold => "cold",
+            WorkspaceSource::Recovered => "recovered",
+        }
+    }
+}
+
+/// The event vocabulary shared by the agent's stream and the control plane's stream.
+///
+/// JSON: internally tagged by `type`, e.g. `{"type":"stdout","data":"hi\n"}`. On the
+/// SSE wire the same name is the `event:` field and the JSON is the `data:` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// First event of a control-plane stream: which workspace serves the request.
+    Workspace {
+        workspace_id: String,
+        source: WorkspaceSource,
+    },
+    /// A fragment of the assistant's text.
+    TextDelta { text: String },
+    /// The assistant asked for a tool.
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    /// A tool's answer.
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: serde_json::Value,
+        #[serde(default)]
+        is_error: bool,
+    },
+    /// Output of a command (UTF-8, lossily decoded), or a passed-through line in agent
+    /// mode whose type the agent does not map.
+    Stdout { data: String },
+    /// Error output of a command, or an unparseable line from the agent CLI.
+    Stderr { data: String },
+    /// The end of an execution.
+    Result(ExecResult),
+    /// A failure that ends the execution (or, from the control plane, the stream).
+    Error { code: String, message: String },
+    /// The conversation's previous container died; this one was restored from the
+    /// last sync.
+    ContainerRecovered {
+        workspace_id: String,
+        previous_workspace_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_synced_at: Option<String>,
+    },
+}
+
+impl Event {
+    /// The SSE `event:` name (equal to the JSON `type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Workspace { .. } => "workspace",
+            Event::TextDelta { .. } => "text_delta",
+            Event::ToolUse { .. } => "tool_use",
+            Event::ToolResult { .. } => "tool_result",
+            Event::Stdout { .. } => "stdout",
+            Event::Stderr { .. } => "stderr",
+            Event::Result(_) => "result",
+            Event::Error { .. } => "error",
+            Event::ContainerRecovered { .. } => "container_recovered",
+        }
+    }
+
+    /// True for the events after which nothing more follows in an execution.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::Result(_) | Event::Error { .. })
+    }
+
+    /// Renders this event as one SSE frame: `event: <name>\ndata: <json>\n\n`.
+    pub fn to_sse_frame(&self) -> String {
+        // Serialising these plain data types cannot fail; fall back to an error frame
+        // rather than panicking if it ever did.
+        let data = serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","code":"serialize","message":"{e}"}}"#)
+        });
+        format!("event: {}\ndata: {}\n\n", self.name(), data)
+    }
+}
+
+/// The final outcome of an execution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Process exit code (command mode, or the CLI's exit code in agent mode);
+    /// `None` when the process was killed by a signal.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The signal that ended the process, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// Agent mode: true when the CLI reported an error result.
+    #[serde(default)]
+    pub is_error: bool,
+    /// Agent mode: the CLI's session id (for `resume_session_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Agent mode: the final text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Agent mode: usage and cost as reported by the CLI, passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<serde_json::Value>,
+}
+
+/// SSE comment line sent periodically so proxies and clients keep the stream open.
+pub const SSE_KEEPALIVE: &str = ": keep-alive\n\n";
+
+/// Incremental parser for an SSE byte stream carrying [`Event`]s. Comments
+/// (keep-alives) are skipped; `data:` lines are joined; a frame ends at a blank line.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: Vec<u8>,
+}
+
+/// A decoding failure of one SSE frame.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid SSE frame: {0}")]
+pub struct SseDecodeError(pub String);
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes; returns the events completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<Event, SseDecodeError>> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some((end, sep_len)) = find_frame_end(&self.buf) {
+            let frame: Vec<u8> = self.buf.drain(..end + sep_len).take(end).collect();
+            if let Some(ev) = decode_frame(&frame) {
+                out.push(ev);
+            }
+        }
+        out
+    }
+}
+
+fn find_frame_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn decode_frame(frame: &[u8]) -> Option<Result<Event, SseDecodeError>> {
+    let text = String::from_utf8_lossy(frame);
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+        }
+    }
+    if data.is_empty() {
+        return None; // comment-only frame (keep-alive) or event without data
+    }
+    Some(serde_json::from_str(&data).map_err(|e| SseDecodeError(format!("{e}: {data}"))))
+}
+
+/// Kind of a workspace file-system entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// Metadata of one workspace entry; `path` is relative to the workspace root, `/`
+/// separated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub mtime_ms: i64,
+    /// Permission bits (e.g. 0o644).
+    pub mode: u32,
+}
+
+/// Answer of a list request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    pub entries: Vec<FileEntry>,
+}
+
+/// Query of the file routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileQuery {
+    pub path: String,
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// Answer of a successful write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResult {
+    pub path: String,
+    pub size: u64,
+}
+
+/// Answer of `GET /health` on the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    pub status: String,
+    pub version: String,
+    pub wire_version: u32,
+}
+
+/// Error body used by the agent and the control plane: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_ids() {
+        for ok in ["a", "A-b_c.d", "x".repeat(128).as_str()] {
+            assert!(is_valid_conversation_id(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "é", &"x".repeat(129), "a\0"] {
+            assert!(!is_valid_conversation_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn execute_request_json() {
+        let r: ExecuteRequest =
+            serde_json::from_str(r#"{"mode":"command","argv":["ls","-la"],"timeout_secs":5}"#)
+                .unwrap();
+        assert_eq!(
+            r,
+            ExecuteRequest::Command(CommandSpec {
+                argv: vec!["ls".into(), "-la".into()],
+                timeout_secs: Some(5),
+                ..Default::default()
+            })
+        );
+        let r: ExecuteRequest =
+            serde_json::from_str(r#"{"mode":"agent","prompt":"hi"}"#).unwrap();
+        assert!(matches!(r, ExecuteRequest::Agent(AgentSpec { ref prompt, .. }) if prompt == "hi"));
+        assert!(serde_json::from_str::<ExecuteRequest>(r#"{"mode":"shell"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ExecuteRequest>(r#"{"mode":"command","argv":[],"x":1}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn sse_round_trip_with_keepalive_and_split_chunks() {
+        let events = vec![
+            Event::Workspace {
+                workspace_id: "ws-1".into(),
+                source: WorkspaceSource::Warm,
+            },
+            Event::Stdout {
+                data: "line1\nline2\n".into(),
+            },
+            Event::Result(ExecResult {
+                exit_code: Some(0),
+                duration_ms: 3,
+                ..Default::default()
+            }),
+        ];
+        let mut wire = String::new();
+        for e in &events {
+            wire.push_str(SSE_KEEPALIVE);
+            wire.push_str(&e.to_sse_frame());
+        }
+        let mut dec = SseDecoder::new();
+        let mut got = Vec::new();
+        for chunk in wire.as_bytes().chunks(7) {
+            got.extend(dec.push(chunk).into_iter().map(|r| r.unwrap()));
+        }
+        assert_eq!(got, events);
+        assert!(got[2].is_terminal());
+        assert_eq!(got[1].name(), "stdout");
+    }
+}
