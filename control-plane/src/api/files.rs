@@ -1,0 +1,237 @@
+//! File routes: relayed to the conversation's agent, which confines every path to the
+//! workspace root (its 400/404/413 answers are passed through). Reads, lists and
+//! deletes need an existing workspace; a write creates the workspace on first use.
+
+use agent::wire::{self, FileQuery};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, Method, StatusCode},
+    response::Response,
+};
+use http_body_util::{BodyExt, Limited};
+
+use super::{
+    auth::Tenant,
+    error::ApiError,
+    extract::{ApiPath, ApiQuery},
+    AppState,
+};
+use crate::{
+    agent_client::{error_for_status, AgentClient},
+    audit::{self, AuditEvent},
+    orchestrator::Orchestrator,
+    store::ConversationKey,
+};
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PathQuery {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub recursive: Option<bool>,
+}
+
+fn agent_uri(route: &str, q: &PathQuery, require_path: bool) -> Result<String, ApiError> {
+    let path = match (&q.path, require_path) {
+        (Some(p), _) => p.clone(),
+        (None, false) => String::new(),
+        (None, true) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "the query parameter `path` is required",
+            ))
+        }
+    };
+    let fq = FileQuery {
+        path,
+        recursive: q.recursive.unwrap_or(false),
+    };
+    let qs = serde_urlencoded::to_string(&fq)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.to_string()))?;
+    Ok(format!("{route}?{qs}"))
+}
+
+fn key(tenant: &str, conversation_id: &str) -> Result<ConversationKey, ApiError> {
+    Ok(Orchestrator::key(tenant, conversation_id)?)
+}
+
+/// Relays an agent response (status, content type, streaming body).
+async fn relay(
+    client: &AgentClient,
+    method: Method,
+    uri: &str,
+    ct: Option<&str>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let resp = client.forward(method, uri, ct, body).await?;
+    let resp = error_for_status(resp).await?;
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    for h in [header::CONTENT_TYPE, header::CONTENT_LENGTH] {
+        if let Some(v) = parts.headers.get(&h) {
+            out.headers_mut().insert(h, v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /v1/conversations/{id}/files?path=`: the file's bytes.
+pub async fn read(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PathQuery>,
+) -> Result<Response, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let uri = agent_uri(wire::routes::FILES, &q, true)?;
+    let (_, client) = st.orch.client_for_existing(&key).await?;
+    relay(&client, Method::GET, &uri, None, Body::empty()).await
+}
+
+/// `GET /v1/conversations/{id}/files/list?path=&recursive=`.
+pub async fn list(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PathQuery>,
+) -> Result<Response, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let uri = agent_uri(wire::routes::FILES_LIST, &q, false)?;
+    let (_, client) = st.orch.client_for_existing(&key).await?;
+    relay(&client, Method::GET, &uri, None, Body::empty()).await
+}
+
+/// `PUT /v1/conversations/{id}/files?path=`: writes the body atomically.
+pub async fn write(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PathQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let uri = agent_uri(wire::routes::FILES, &q, true)?;
+    let bytes = read_body(&st, req).await?;
+    let (rec, client) = st.orch.client_for(&key).await?;
+    let resp = relay(
+        &client,
+        Method::PUT,
+        &uri,
+        Some("application/octet-stream"),
+        Body::from(bytes),
+    )
+    .await?;
+    audit::record(
+        AuditEvent::FileWritten,
+        &key.tenant_id,
+        &key.conversation_id,
+        &rec.workspace_id,
+        q.path.as_deref().unwrap_or(""),
+    );
+    Ok(resp)
+}
+
+/// `DELETE /v1/conversations/{id}/files?path=`.
+pub async fn delete(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PathQuery>,
+) -> Result<Response, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let uri = agent_uri(wire::routes::FILES, &q, true)?;
+    let (rec, client) = st.orch.client_for_existing(&key).await?;
+    let resp = relay(&client, Method::DELETE, &uri, None, Body::empty()).await?;
+    audit::record(
+        AuditEvent::FileDeleted,
+        &key.tenant_id,
+        &key.conversation_id,
+        &rec.workspace_id,
+        q.path.as_deref().unwrap_or(""),
+    );
+    Ok(resp)
+}
+
+/// Reads a request body of at most `max_body_bytes`, buffered so an oversized body is
+/// a clean 413 (never a torn write).
+async fn read_body(st: &AppState, req: Request) -> Result<bytes::Bytes, ApiError> {
+    let limit = st.orch.config().max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    Ok(Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "body_error", e.to_string())
+            }
+        })?
+        .to_bytes())
+}
+
+/// `GET /v1/conversations/{id}/archive`: a tar of the whole workspace.
+pub async fn export_archive(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let (_, client) = st.orch.client_for_existing(&key).await?;
+    relay(
+        &client,
+        Method::GET,
+        wire::routes::ARCHIVE,
+        None,
+        Body::empty(),
+    )
+    .await
+}
+
+/// `PUT /v1/conversations/{id}/archive`: extracts a tar into the workspace (created on
+/// first use). An archive with any entry escaping the root is refused whole (400).
+pub async fn import_archive(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let bytes = read_body(&st, req).await?;
+    let (rec, client) = st.orch.client_for(&key).await?;
+    let resp = relay(
+        &client,
+        Method::PUT,
+        wire::routes::ARCHIVE,
+        Some("application/x-tar"),
+        Body::from(bytes),
+    )
+    .await?;
+    audit::record(
+        AuditEvent::FileWritten,
+        &key.tenant_id,
+        &key.conversation_id,
+        &rec.workspace_id,
+        "archive import",
+    );
+    Ok(resp)
+}

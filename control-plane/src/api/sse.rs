@@ -1,0 +1,67 @@
+//! Turns an execution's events into a `text/event-stream` response with keep-alive
+//! comments during silence. When the server's stream-cancel token fires (shutdown
+//! grace elapsed) the stream ends with an `error` event; when the caller goes away
+//! the stream is dropped, which closes the agent connection and kills the process.
+
+use std::{convert::Infallible, time::Duration};
+
+use agent::wire::{Event, SSE_KEEPALIVE};
+use axum::{
+    body::Body,
+    http::{header, HeaderValue},
+    response::Response,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::orchestrator::ExecutionStream;
+
+/// The SSE response of an execution.
+pub fn sse_response(
+    events: ExecutionStream,
+    keepalive: Duration,
+    cancel: CancellationToken,
+) -> Response {
+    let stream = futures::stream::unfold((events, false), move |(mut events, done)| {
+        let cancel = cancel.clone();
+        async move {
+            if done {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                ev = events.next() => match ev {
+                    Some(ev) => {
+                        let end = ev.is_terminal();
+                        Some((frame(&ev), (events, end)))
+                    }
+                    None => None,
+                },
+                _ = cancel.cancelled() => {
+                    let ev = Event::Error {
+                        code: "shutting_down".into(),
+                        message: "the control plane is shutting down; the execution was cancelled".into(),
+                    };
+                    Some((frame(&ev), (events, true)))
+                }
+                _ = tokio::time::sleep(keepalive) => {
+                    Some((Ok(Bytes::from_static(SSE_KEEPALIVE.as_bytes())), (events, false)))
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+fn frame(ev: &Event) -> Result<Bytes, Infallible> {
+    Ok(Bytes::from(ev.to_sse_frame()))
+}

@@ -1,0 +1,108 @@
+//! Handlers of execute and the workspace routes (get, list, delete).
+
+use std::time::Duration;
+
+use agent::wire::ExecuteRequest;
+use axum::{extract::State, response::Response, Json};
+
+use super::{
+    auth::Tenant,
+    error::ApiError,
+    extract::{ApiJson, ApiPath},
+    sse::sse_response,
+    types::{Deleted, WorkspaceInfo, WorkspaceList},
+    AppState,
+};
+use crate::{error::Error, orchestrator::Orchestrator, store::ConversationKey};
+
+/// `POST /v1/conversations/{id}/execute`: SSE stream of the execution's events.
+pub async fn execute(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiJson(req): ApiJson<ExecuteRequest>,
+) -> Result<Response, ApiError> {
+    if st.streams_cancel.is_cancelled() {
+        return Err(Error::ShuttingDown.into());
+    }
+    let events = st.orch.execute(&tenant, &conversation_id, req).await?;
+    Ok(sse_response(
+        events,
+        Duration::from_secs(st.orch.config().keepalive_secs),
+        st.streams_cancel.clone(),
+    ))
+}
+
+fn info(st: &AppState, r: &crate::store::WorkspaceRecord) -> WorkspaceInfo {
+    WorkspaceInfo::from_record(r, st.orch.running_executions(&r.workspace_id))
+}
+
+fn key(tenant: &str, conversation_id: &str) -> Result<ConversationKey, ApiError> {
+    Ok(Orchestrator::key(tenant, conversation_id)?)
+}
+
+/// `GET /v1/conversations/{id}/workspace`.
+pub async fn get_for_conversation(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> Result<Json<WorkspaceInfo>, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let rec = st
+        .orch
+        .existing(&key)
+        .await?
+        .ok_or(Error::WorkspaceNotFound)?;
+    Ok(Json(info(&st, &rec)))
+}
+
+/// `DELETE /v1/conversations/{id}/workspace`.
+pub async fn delete_for_conversation(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    if st.orch.delete(&key).await? {
+        Ok(Json(Deleted { deleted: true }))
+    } else {
+        Err(Error::WorkspaceNotFound.into())
+    }
+}
+
+/// `GET /v1/workspaces`: the tenant's workspaces.
+pub async fn list(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<WorkspaceList>, ApiError> {
+    let recs = st.orch.list(&tenant).await?;
+    Ok(Json(WorkspaceList {
+        workspaces: recs.iter().map(|r| info(&st, r)).collect(),
+    }))
+}
+
+/// `GET /v1/workspaces/{workspace_id}`.
+pub async fn get_by_id(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(workspace_id): ApiPath<String>,
+) -> Result<Json<WorkspaceInfo>, ApiError> {
+    let rec = st.orch.get_by_id(&tenant, &workspace_id).await?;
+    Ok(Json(info(&st, &rec)))
+}
+
+/// `DELETE /v1/workspaces/{workspace_id}`.
+pub async fn delete_by_id(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(workspace_id): ApiPath<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let rec = st.orch.get_by_id(&tenant, &workspace_id).await?;
+    let conversation_id = rec.conversation_id.unwrap_or_default();
+    let key = key(&tenant, &conversation_id)?;
+    if st.orch.delete(&key).await? {
+        Ok(Json(Deleted { deleted: true }))
+    } else {
+        Err(Error::WorkspaceNotFound.into())
+    }
+}

@@ -1,0 +1,125 @@
+//! Prometheus metrics of the control plane (names from the original system's metric
+//! design: `workspace_*`), registered in one registry served at `/metrics`.
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// All metrics; cheap to clone (each metric is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    /// Executions by outcome: success | error | timeout.
+    pub requests: Family<StatusLabel, Counter>,
+    /// HTTP answers by route template and status code.
+    pub http_responses: Family<RouteLabels, Counter>,
+    pub active_containers: Gauge,
+    pub active_executions: Gauge,
+    /// Time from "need a workspace" to "its agent answers", by source.
+    pub container_startup_seconds: Family<SourceLabel, Histogram>,
+    pub container_crashes: Counter,
+    pub containers_created: Family<SourceLabel, Counter>,
+    pub containers_destroyed: Family<ReasonLabel, Counter>,
+    pub auth_failures: Counter,
+}
+
+fn startup_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            http_responses: Family::default(),
+            active_containers: Gauge::default(),
+            active_executions: Gauge::default(),
+            container_startup_seconds: Family::new_with_constructor(startup_histogram),
+            container_crashes: Counter::default(),
+            containers_created: Family::default(),
+            containers_destroyed: Family::default(),
+            auth_failures: Counter::default(),
+        };
+        let r = registry;
+        r.register(
+            "workspace_requests",
+            "Executions by outcome (success, error, timeout)",
+            m.requests.clone(),
+        );
+        r.register(
+            "workspace_http_responses",
+            "HTTP responses by route and status code",
+            m.http_responses.clone(),
+        );
+        r.register(
+            "workspace_active_containers",
+            "Workspaces known to this control plane",
+            m.active_containers.clone(),
+        );
+        r.register(
+            "workspace_active_executions",
+            "Executions in progress",
+            m.active_executions.clone(),
+        );
+        r.register(
+            "workspace_container_startup_seconds",
+            "Time until a workspace's agent answers, by source",
+            m.container_startup_seconds.clone(),
+        );
+        r.register(
+            "workspace_container_crashes",
+            "Workspaces found dead and replaced",
+            m.container_crashes.clone(),
+        );
+        r.register(
+            "workspace_containers_created",
+            "Workspaces created, by source",
+            m.containers_created.clone(),
+        );
+        r.register(
+            "workspace_containers_destroyed",
+            "Workspaces destroyed, by reason",
+            m.containers_destroyed.clone(),
+        );
+        r.register(
+            "workspace_auth_failures",
+            "Requests refused for a missing or bad token",
+            m.auth_failures.clone(),
+        );
+        m
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}

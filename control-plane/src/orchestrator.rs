@@ -1,0 +1,641 @@
+//! The orchestrator: finds or creates the one workspace of a (tenant, conversation),
+//! runs executions in it and relays their events, forwards file requests, and
+//! destroys workspaces. Concurrent first requests for a conversation create exactly
+//! one workspace: an in-process lock per conversation, plus a store lock for
+//! replicas sharing a store, plus bind-if-absent as the final arbiter.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use agent::wire::{self, Event, ExecuteRequest, WorkspaceSource};
+use futures::{Stream, StreamExt};
+use tracing::{info, warn, Instrument};
+
+use crate::{
+    agent_client::{AgentClient, AgentError},
+    audit::{self, AuditEvent},
+    config::Config,
+    error::{Error, Result},
+    metrics::{Metrics, ReasonLabel, SourceLabel, StatusLabel},
+    runtime::{Runtime, WorkspaceSpec},
+    store::{ConversationKey, StateStore, WorkspaceRecord},
+    time_util::now_ms,
+};
+
+/// Events of one execution, as relayed to the API caller.
+pub type ExecutionStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
+
+/// How long a cross-replica conversation lock lives if its holder dies.
+const CONVERSATION_LOCK_TTL_MS: u64 = 120_000;
+
+pub struct Orchestrator {
+    runtime: Arc<dyn Runtime>,
+    store: Arc<dyn StateStore>,
+    cfg: Arc<Config>,
+    metrics: Metrics,
+    /// Lock owner name of this process in the store.
+    instance_id: String,
+    conversation_locks: Mutex<HashMap<ConversationKey, Weak<tokio::sync::Mutex<()>>>>,
+    /// Workspaces being created right now (counted against the cap).
+    creating: AtomicUsize,
+    /// Executions in progress per workspace.
+    running: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A workspace ready to serve, and how it came to serve this request.
+#[derive(Debug, Clone)]
+pub struct Acquired {
+    pub record: WorkspaceRecord,
+    pub source: WorkspaceSource,
+    /// Set when the conversation's previous workspace was found dead and replaced.
+    pub replaced: Option<String>,
+}
+
+impl Orchestrator {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        store: Arc<dyn StateStore>,
+        cfg: Arc<Config>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            runtime,
+            store,
+            cfg,
+            metrics,
+            instance_id: format!("cp-{}", uuid::Uuid::new_v4().simple()),
+            conversation_locks: Mutex::new(HashMap::new()),
+            creating: AtomicUsize::new(0),
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Validates a conversation id and makes the key.
+    pub fn key(tenant_id: &str, conversation_id: &str) -> Result<ConversationKey> {
+        if !wire::is_valid_conversation_id(conversation_id) {
+            return Err(Error::InvalidConversationId);
+        }
+        Ok(ConversationKey::new(tenant_id, conversation_id))
+    }
+
+    fn local_lock(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .conversation_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = map.get(key).and_then(Weak::upgrade) {
+            return l;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.clone(), Arc::downgrade(&l));
+        l
+    }
+
+    /// Runs `f` holding the conversation's lock (in-process and in the store).
+    async fn with_conversation_lock<T, F, Fut>(&self, key: &ConversationKey, f: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let local = self.local_lock(key);
+        let _guard = local.lock().await;
+        let name = format!("conv:{}:{}", key.tenant_id, key.conversation_id);
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.agent_ready_timeout_secs + 30);
+        let mut delay = Duration::from_millis(5);
+        while !self
+            .store
+            .try_lock(&name, &self.instance_id, CONVERSATION_LOCK_TTL_MS)
+            .await?
+        {
+            if Instant::now() >= deadline {
+                return Err(Error::AgentNotReady(self.cfg.agent_ready_timeout_secs));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+        let out = f().await;
+        if let Err(e) = self.store.unlock(&name, &self.instance_id).await {
+            warn!(error = %e, lock = %name, "releasing conversation lock failed");
+        }
+        out
+    }
+
+    /// The conversation's live workspace, if one is bound (without creating one).
+    pub async fn existing(&self, key: &ConversationKey) -> Result<Option<WorkspaceRecord>> {
+        let Some(ws) = self.store.binding(key).await? else {
+            return Ok(None);
+        };
+        Ok(self.store.record(&ws).await?)
+    }
+
+    /// Finds the conversation's workspace or creates it, and waits until its agent is
+    /// healthy. A bound workspace whose agent does not answer and whose container is
+    /// gone is replaced (source `recovered`).
+    pub async fn acquire(&self, key: &ConversationKey) -> Result<Acquired> {
+        if let Some(rec) = self.existing(key).await? {
+            if AgentClient::new(rec.endpoint.clone())
+                .health()
+                .await
+                .is_ok()
+            {
+                return Ok(Acquired {
+                    record: rec,
+                    source: WorkspaceSource::Existing,
+                    replaced: None,
+                });
+            }
+        }
+        self.with_conversation_lock(key, || self.acquire_locked(key))
+            .await
+    }
+
+    async fn acquire_locked(&self, key: &ConversationKey) -> Result<Acquired> {
+        let mut replaced = None;
+        if let Some(rec) = self.existing(key).await? {
+            let client = AgentClient::new(rec.endpoint.clone());
+            if client.health().await.is_ok() {
+                return Ok(Acquired {
+                    record: rec,
+                    source: WorkspaceSource::Existing,
+                    replaced: None,
+                });
+            }
+            // Not answering: still starting, or dead?
+            let alive = self
+                .runtime
+                .inspect(&rec.workspace_id)
+                .await?
+                .map(|w| w.running)
+                .unwrap_or(false);
+            if alive
+                && client
+                    .wait_healthy(Duration::from_secs(self.cfg.agent_ready_timeout_secs))
+                    .await
+                    .is_ok()
+            {
+                return Ok(Acquired {
+                    record: rec,
+                    source: WorkspaceSource::Existing,
+                    replaced: None,
+                });
+            }
+            warn!(
+                tenant_id = %key.tenant_id,
+                conversation_id = %key.conversation_id,
+                workspace_id = %rec.workspace_id,
+                "workspace is dead; replacing it"
+            );
+            self.metrics.container_crashes.inc();
+            audit::record(
+                AuditEvent::ContainerCrashed,
+                &key.tenant_id,
+                &key.conversation_id,
+                &rec.workspace_id,
+                "agent unreachable and container not running",
+            );
+            self.remove_workspace(key, &rec.workspace_id, "crashed")
+                .await?;
+            replaced = Some(rec.workspace_id);
+        }
+        let source = if replaced.is_some() {
+            WorkspaceSource::Recovered
+        } else {
+            WorkspaceSource::Cold
+        };
+        let record = self.create_bound(key, source).await?;
+        Ok(Acquired {
+            record,
+            source,
+            replaced,
+        })
+    }
+
+    /// Creates a workspace for `key`, waits for its agent, records and binds it.
+    async fn create_bound(
+        &self,
+        key: &ConversationKey,
+        source: WorkspaceSource,
+    ) -> Result<WorkspaceRecord> {
+        let live = self.store.records().await?.len() + self.creating.load(Ordering::SeqCst);
+        if live >= self.cfg.max_workspaces {
+            return Err(Error::CapacityExhausted(self.cfg.max_workspaces));
+        }
+        self.creating.fetch_add(1, Ordering::SeqCst);
+        let _creating = scopeguard(|| {
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        let workspace_id = new_workspace_id();
+        let spec = WorkspaceSpec {
+            workspace_id: workspace_id.clone(),
+            tenant_id: Some(key.tenant_id.clone()),
+            conversation_id: Some(key.conversation_id.clone()),
+        };
+        let span = tracing::info_span!(
+            "create_workspace",
+            tenant_id = %key.tenant_id,
+            conversation_id = %key.conversation_id,
+            workspace_id = %workspace_id
+        );
+        async {
+            let ws = self.runtime.create(&spec).await?;
+            let client = AgentClient::new(ws.endpoint.clone());
+            if let Err(e) = client
+                .wait_healthy(Duration::from_secs(self.cfg.agent_ready_timeout_secs))
+                .await
+            {
+                warn!(error = %e, "agent did not become healthy; destroying the workspace");
+                let _ = self.runtime.destroy(&workspace_id).await;
+                return Err(Error::AgentNotReady(self.cfg.agent_ready_timeout_secs));
+            }
+            let now = now_ms();
+            let record = WorkspaceRecord {
+                workspace_id: workspace_id.clone(),
+                tenant_id: Some(key.tenant_id.clone()),
+                conversation_id: Some(key.conversation_id.clone()),
+                endpoint: ws.endpoint.clone(),
+                created_at_ms: ws.created_at_ms,
+                last_active_ms: now,
+                last_synced_ms: None,
+                source,
+            };
+            self.store.put_record(&record).await?;
+            let bound = self.store.bind_if_absent(key, &workspace_id).await?;
+            if bound != workspace_id {
+                // Another replica won without our lock (should not happen with a shared
+                // store lock, but the binding is the final arbiter).
+                warn!(winner = %bound, "conversation bound elsewhere meanwhile; discarding ours");
+                self.store.delete_record(&workspace_id).await?;
+                let _ = self.runtime.destroy(&workspace_id).await;
+                return self
+                    .store
+                    .record(&bound)
+                    .await?
+                    .ok_or(Error::WorkspaceNotFound);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let label = SourceLabel {
+                source: source.as_str().into(),
+            };
+            self.metrics
+                .container_startup_seconds
+                .get_or_create(&label)
+                .observe(secs);
+            self.metrics.containers_created.get_or_create(&label).inc();
+            self.metrics.active_containers.inc();
+            audit::record(
+                AuditEvent::ContainerCreated,
+                &key.tenant_id,
+                &key.conversation_id,
+                &workspace_id,
+                source.as_str(),
+            );
+            info!(startup_ms = (secs * 1000.0) as u64, "workspace ready");
+            Ok(record)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs an execution in the conversation's workspace (creating it if needed) and
+    /// returns its events, starting with `workspace` (and `container_recovered` when
+    /// the previous workspace was found dead).
+    pub async fn execute(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        req: ExecuteRequest,
+    ) -> Result<ExecutionStream> {
+        let key = Self::key(tenant_id, conversation_id)?;
+        validate_execute(&req)?;
+        let acquired = self.acquire(&key).await?;
+        let rec = acquired.record.clone();
+        self.store.touch(&rec.workspace_id, now_ms()).await?;
+
+        let mut head = vec![Event::Workspace {
+            workspace_id: rec.workspace_id.clone(),
+            source: acquired.source,
+        }];
+        if let Some(prev) = &acquired.replaced {
+            head.push(Event::ContainerRecovered {
+                workspace_id: rec.workspace_id.clone(),
+                previous_workspace_id: prev.clone(),
+                last_synced_at: None,
+            });
+        }
+
+        let client = AgentClient::new(rec.endpoint.clone());
+        let mode = match &req {
+            ExecuteRequest::Command(_) => "command",
+            ExecuteRequest::Agent(_) => "agent",
+        };
+        audit::record(
+            AuditEvent::ExecutionStarted,
+            &key.tenant_id,
+            &key.conversation_id,
+            &rec.workspace_id,
+            mode,
+        );
+        let events = client.execute(&req).await?;
+        let guard = ExecutionGuard::new(
+            rec.workspace_id.clone(),
+            self.running.clone(),
+            self.metrics.clone(),
+            key.clone(),
+        );
+        let relay = relay_events(events, guard);
+        Ok(Box::pin(futures::stream::iter(head).chain(relay)))
+    }
+
+    /// Number of executions running in a workspace.
+    pub fn running_executions(&self, workspace_id: &str) -> usize {
+        self.running
+            .lock()
+            .map(|m| m.get(workspace_id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// The client of the conversation's existing workspace (for file requests),
+    /// recording activity.
+    pub async fn client_for_existing(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<(WorkspaceRecord, AgentClient)> {
+        let rec = self.existing(key).await?.ok_or(Error::WorkspaceNotFound)?;
+        self.store.touch(&rec.workspace_id, now_ms()).await?;
+        let client = AgentClient::new(rec.endpoint.clone());
+        Ok((rec, client))
+    }
+
+    /// The client of the conversation's workspace, creating it if needed.
+    pub async fn client_for(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<(WorkspaceRecord, AgentClient)> {
+        let acquired = self.acquire(key).await?;
+        self.store
+            .touch(&acquired.record.workspace_id, now_ms())
+            .await?;
+        let client = AgentClient::new(acquired.record.endpoint.clone());
+        Ok((acquired.record, client))
+    }
+
+    /// Destroys the conversation's workspace; `false` if it had none.
+    pub async fn delete(&self, key: &ConversationKey) -> Result<bool> {
+        self.with_conversation_lock(key, || async {
+            match self.existing(key).await? {
+                Some(rec) => {
+                    self.remove_workspace(key, &rec.workspace_id, "deleted")
+                        .await?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    /// Unbinds, destroys and forgets one workspace.
+    async fn remove_workspace(
+        &self,
+        key: &ConversationKey,
+        workspace_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.store.unbind(key, workspace_id).await?;
+        self.runtime.destroy(workspace_id).await?;
+        self.store.delete_record(workspace_id).await?;
+        self.metrics.active_containers.dec();
+        self.metrics
+            .containers_destroyed
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+        audit::record(
+            AuditEvent::ContainerDestroyed,
+            &key.tenant_id,
+            &key.conversation_id,
+            workspace_id,
+            reason,
+        );
+        Ok(())
+    }
+
+    /// Workspaces of one tenant.
+    pub async fn list(&self, tenant_id: &str) -> Result<Vec<WorkspaceRecord>> {
+        Ok(self
+            .store
+            .records()
+            .await?
+            .into_iter()
+            .filter(|r| r.tenant_id.as_deref() == Some(tenant_id))
+            .collect())
+    }
+
+    /// One workspace of a tenant by id (another tenant's is "not found").
+    pub async fn get_by_id(&self, tenant_id: &str, workspace_id: &str) -> Result<WorkspaceRecord> {
+        match self.store.record(workspace_id).await? {
+            Some(r) if r.tenant_id.as_deref() == Some(tenant_id) => Ok(r),
+            _ => Err(Error::WorkspaceNotFound),
+        }
+    }
+
+    /// Destroys every workspace of this fleet (shutdown with clean-up).
+    pub async fn destroy_all(&self) -> Result<usize> {
+        let mut n = 0;
+        for ws in self.runtime.list().await? {
+            match self.runtime.destroy(&ws.workspace_id).await {
+                Ok(()) => n += 1,
+                Err(e) => warn!(workspace_id = %ws.workspace_id, error = %e, "destroy failed"),
+            }
+            if let (Some(t), Some(c)) = (&ws.tenant_id, &ws.conversation_id) {
+                let _ = self
+                    .store
+                    .unbind(&ConversationKey::new(t, c), &ws.workspace_id)
+                    .await;
+            }
+            let _ = self.store.delete_record(&ws.workspace_id).await;
+        }
+        self.metrics.active_containers.set(0);
+        Ok(n)
+    }
+}
+
+/// Checks an execute request beyond what its JSON shape enforces.
+pub fn validate_execute(req: &ExecuteRequest) -> Result<()> {
+    match req {
+        ExecuteRequest::Command(c) => {
+            if c.argv.is_empty() || c.argv[0].is_empty() {
+                return Err(Error::BadRequest("argv must name a program".into()));
+            }
+            if c.shell && c.argv.len() != 1 {
+                return Err(Error::BadRequest(
+                    "with shell=true, argv must hold exactly one command string".into(),
+                ));
+            }
+            if c.argv.iter().any(|a| a.contains('\0')) {
+                return Err(Error::BadRequest("argv must not contain NUL bytes".into()));
+            }
+            for k in c.env.keys() {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(Error::BadRequest(format!("invalid environment name {k:?}")));
+                }
+            }
+        }
+        ExecuteRequest::Agent(a) => {
+            if a.prompt.trim().is_empty() {
+                return Err(Error::BadRequest("prompt must not be empty".into()));
+            }
+        }
+    }
+    if req.timeout_secs() == Some(0) {
+        return Err(Error::BadRequest(
+            "timeout_secs must be greater than 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A new workspace id: `ws-` and 20 hex digits (80 random bits).
+pub fn new_workspace_id() -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    format!("ws-{}", &u[..20])
+}
+
+/// Counts an execution as running for as long as it lives.
+struct ExecutionGuard {
+    workspace_id: String,
+    running: Arc<Mutex<HashMap<String, usize>>>,
+    metrics: Metrics,
+    key: ConversationKey,
+    outcome: &'static str,
+}
+
+impl ExecutionGuard {
+    fn new(
+        workspace_id: String,
+        running: Arc<Mutex<HashMap<String, usize>>>,
+        metrics: Metrics,
+        key: ConversationKey,
+    ) -> Self {
+        if let Ok(mut m) = running.lock() {
+            *m.entry(workspace_id.clone()).or_default() += 1;
+        }
+        metrics.active_executions.inc();
+        Self {
+            workspace_id,
+            running,
+            metrics,
+            key,
+            outcome: "cancelled",
+        }
+    }
+}
+
+impl Drop for ExecutionGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.running.lock() {
+            if let Some(n) = m.get_mut(&self.workspace_id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.workspace_id);
+                }
+            }
+        }
+        self.metrics.active_executions.dec();
+        self.metrics
+            .requests
+            .get_or_create(&StatusLabel {
+                status: self.outcome.into(),
+            })
+            .inc();
+        let event = if self.outcome == "success" {
+            AuditEvent::ExecutionCompleted
+        } else {
+            AuditEvent::ExecutionFailed
+        };
+        audit::record(
+            event,
+            &self.key.tenant_id,
+            &self.key.conversation_id,
+            &self.workspace_id,
+            self.outcome,
+        );
+    }
+}
+
+/// Relays the agent's events until a terminal one; a stream that breaks or ends
+/// without one ends with an `error` event instead of hanging or stopping silently.
+fn relay_events(
+    events: crate::agent_client::EventStream,
+    guard: ExecutionGuard,
+) -> impl Stream<Item = Event> + Send {
+    futures::stream::unfold((events, Some(guard)), |(mut events, guard)| async move {
+        let mut guard = guard?;
+        let next = events.next().await;
+        let ev = match next {
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => lost(&e),
+            None => Event::Error {
+                code: "workspace_lost".into(),
+                message: "the workspace's agent ended the stream without a result".into(),
+            },
+        };
+        if ev.is_terminal() {
+            guard.outcome = match &ev {
+                Event::Result(r) if r.timed_out => "timeout",
+                Event::Result(r) if !r.is_error && r.exit_code == Some(0) => "success",
+                Event::Result(_) => "error",
+                _ => "error",
+            };
+            drop(guard);
+            return Some((ev, (events, None)));
+        }
+        Some((ev, (events, Some(guard))))
+    })
+}
+
+fn lost(e: &AgentError) -> Event {
+    Event::Error {
+        code: "workspace_lost".into(),
+        message: format!("lost the workspace's agent mid-stream: {e}"),
+    }
+}
+
+/// Runs a closure when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

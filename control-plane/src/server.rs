@@ -1,0 +1,135 @@
+//! Assembly and lifecycle of the control-plane process: builds the runtime, store and
+//! orchestrator from the configuration, reconciles with what already runs, serves the
+//! API, and shuts down gracefully (stop accepting, let streams finish within the
+//! grace period, cancel the rest, optionally destroy this fleet's workspaces).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    api::{self, AppState},
+    config::{Config, RuntimeKind},
+    metrics::Metrics,
+    orchestrator::Orchestrator,
+    reconcile,
+    runtime::{docker::DockerRuntime, Runtime},
+    store::{memory::MemoryStore, StateStore},
+};
+
+/// A started control plane: its address, its parts, and the handle to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub orch: Arc<Orchestrator>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the runtime named in the configuration.
+pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
+    Ok(match cfg.runtime {
+        RuntimeKind::Docker => {
+            Arc::new(DockerRuntime::connect(cfg.docker.clone(), cfg.fleet.clone()).await?)
+        }
+    })
+}
+
+impl Server {
+    /// Builds everything and starts serving on `cfg.listen` (port 0 picks a free one).
+    pub async fn start(cfg: Config) -> anyhow::Result<Self> {
+        let runtime = build_runtime(&cfg).await?;
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        Self::start_with(cfg, runtime, store).await
+    }
+
+    /// Starts with the given runtime and store.
+    pub async fn start_with(
+        cfg: Config,
+        runtime: Arc<dyn Runtime>,
+        store: Arc<dyn StateStore>,
+    ) -> anyhow::Result<Self> {
+        let cfg = Arc::new(cfg);
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+
+        let report = reconcile::reconcile(runtime.as_ref(), store.as_ref()).await?;
+        info!(?report, "reconciled with running workspaces");
+        let orch = Arc::new(Orchestrator::new(
+            runtime,
+            store,
+            cfg.clone(),
+            metrics.clone(),
+        ));
+        metrics
+            .active_containers
+            .set(orch.store().records().await?.len() as i64);
+
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let streams_cancel = CancellationToken::new();
+        let state = AppState {
+            orch: orch.clone(),
+            registry: Arc::new(registry),
+            tokens: Arc::new(cfg.tokens.clone()),
+            streams_cancel: streams_cancel.clone(),
+        };
+        let app = api::router(state);
+
+        let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+        let cleanup = cfg.cleanup_on_shutdown;
+        let stop = shutdown.clone();
+        let orch2 = orch.clone();
+        let task = tokio::spawn(async move {
+            let stop_signal = stop.clone();
+            let streams = streams_cancel.clone();
+            // When shutdown starts, streams get `grace` to finish, then are cancelled.
+            tokio::spawn(async move {
+                stop_signal.cancelled().await;
+                tokio::time::sleep(grace).await;
+                streams.cancel();
+            });
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "server ended with an error");
+            }
+            streams_cancel.cancel();
+            if cleanup {
+                match orch2.destroy_all().await {
+                    Ok(n) => info!(destroyed = n, "cleaned up this fleet's workspaces"),
+                    Err(e) => warn!(error = %e, "clean-up on shutdown failed"),
+                }
+            }
+        });
+        info!(%addr, runtime = orch.runtime().name(), store = orch.store().kind(), fleet = %cfg.fleet, "control plane listening");
+        Ok(Self {
+            addr,
+            orch,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Starts a graceful shutdown and waits for it to complete.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after [`Server::trigger_shutdown`] or an error).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// A token that, when cancelled, starts the graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}

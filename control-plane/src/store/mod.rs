@@ -1,0 +1,98 @@
+//! State of the fleet behind one trait: conversation → workspace bindings, workspace
+//! records, the warm-pool list and short-lived locks. The embedded default is
+//! [`memory::MemoryStore`]; several control-plane replicas share a Redis store.
+//!
+//! Every operation that must be atomic across replicas is one trait method (bind if
+//! absent, claim a pool member and bind it, compare-and-delete), so implementations
+//! can make it atomic (a mutex in memory, a Lua script or `SET NX` in Redis).
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::Endpoint;
+
+/// A workspace as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceRecord {
+    pub workspace_id: String,
+    /// Owner; `None` while the workspace waits unbound in the warm pool.
+    pub tenant_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub endpoint: Endpoint,
+    pub created_at_ms: i64,
+    pub last_active_ms: i64,
+    pub last_synced_ms: Option<i64>,
+    /// How the current binding came to be (`cold`, `warm`, `recovered`).
+    pub source: agent::wire::WorkspaceSource,
+}
+
+/// Key of a binding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationKey {
+    pub tenant_id: String,
+    pub conversation_id: String,
+}
+
+impl ConversationKey {
+    pub fn new(tenant_id: impl Into<String>, conversation_id: impl Into<String>) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            conversation_id: conversation_id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConversationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant_id, self.conversation_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt state for {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// A short name for logs and `/health/ready` (`memory`, `redis`).
+    fn kind(&self) -> &'static str;
+
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The workspace bound to a conversation, if any.
+    async fn binding(&self, key: &ConversationKey) -> Result<Option<String>, StoreError>;
+
+    /// Binds `workspace_id` to the conversation unless it is already bound; returns
+    /// the workspace bound afterwards (the given one, or the one that was there).
+    async fn bind_if_absent(
+        &self,
+        key: &ConversationKey,
+        workspace_id: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Removes the binding only if it still points at `workspace_id`.
+    async fn unbind(&self, key: &ConversationKey, workspace_id: &str) -> Result<bool, StoreError>;
+
+    /// All bindings (for reconciliation and listing).
+    async fn bindings(&self) -> Result<Vec<(ConversationKey, String)>, StoreError>;
+
+    async fn put_record(&self, record: &WorkspaceRecord) -> Result<(), StoreError>;
+    async fn record(&self, workspace_id: &str) -> Result<Option<WorkspaceRecord>, StoreError>;
+    async fn delete_record(&self, workspace_id: &str) -> Result<(), StoreError>;
+    async fn records(&self) -> Result<Vec<WorkspaceRecord>, StoreError>;
+
+    /// Marks activity on a workspace (any API call).
+    async fn touch(&self, workspace_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Takes a lock for `ttl_ms` if free (or already held by `owner`).
+    async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+    /// Releases a lock held by `owner`.
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+}

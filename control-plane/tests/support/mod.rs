@@ -1,0 +1,308 @@
+//! Shared harness of the control plane's tests against the real Docker engine: starts a
+//! control plane on a free port with its own fleet label and socket root, talks to it
+//! over HTTP, reads SSE streams, and removes every container of its fleet at the end.
+//!
+//! Requirements: a running Docker engine and the offline workspace image
+//! (`deployment/images/build-offline.sh`); `scripts/test.sh` provides both. Without
+//! them these tests fail with a message saying so (set WORKSPACE_TESTS_SKIP_DOCKER=1 to
+//! skip them deliberately).
+
+#![allow(dead_code)]
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use agent::wire::{CommandSpec, Event, ExecResult, ExecuteRequest, SseDecoder};
+use bollard::{query_parameters::ListContainersOptionsBuilder, Docker};
+use control_plane::{
+    config::{Config, TokenConfig},
+    runtime::Runtime,
+    server::Server,
+    store::{memory::MemoryStore, StateStore},
+};
+use futures::StreamExt;
+
+pub const IMAGE: &str = "workspace-offline:latest";
+pub const TOKEN_ACME: &str = "acme-token-0123456789abcdef";
+pub const TOKEN_GLOBEX: &str = "globex-token-0123456789abcdef";
+
+/// Returns false (and the test should return early) only when the developer asked to
+/// skip Docker tests; otherwise a missing engine or image is a test failure.
+pub fn docker_tests_enabled() -> bool {
+    if std::env::var("WORKSPACE_TESTS_SKIP_DOCKER").as_deref() == Ok("1") {
+        eprintln!("WORKSPACE_TESTS_SKIP_DOCKER=1: skipping a Docker test");
+        return false;
+    }
+    true
+}
+
+pub async fn docker() -> Docker {
+    let d = Docker::connect_with_local_defaults()
+        .expect("Docker client (run scripts/setup.sh to start dockerd)");
+    let d = d
+        .negotiate_version()
+        .await
+        .expect("Docker engine is not answering: run scripts/setup.sh");
+    if d.inspect_image(IMAGE).await.is_err() {
+        panic!("image {IMAGE} is missing: run deployment/images/build-offline.sh");
+    }
+    d
+}
+
+/// A base configuration for tests: free port, a fresh fleet, its own socket root,
+/// small resource limits.
+pub fn test_config(fleet: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.fleet = fleet.to_string();
+    cfg.tokens = vec![
+        TokenConfig {
+            tenant: "acme".into(),
+            token: TOKEN_ACME.into(),
+        },
+        TokenConfig {
+            tenant: "globex".into(),
+            token: TOKEN_GLOBEX.into(),
+        },
+    ];
+    cfg.docker.image = IMAGE.into();
+    cfg.docker.socket_root = PathBuf::from(format!("/tmp/cpt/{fleet}"));
+    cfg.docker.memory_bytes = 256 * 1024 * 1024;
+    cfg.docker.cpus = 1.0;
+    cfg.docker.pids_limit = 64;
+    cfg.docker.workspace_size = "32m".into();
+    cfg.docker.tmp_size = "16m".into();
+    cfg.docker.home_size = "16m".into();
+    cfg.keepalive_secs = 1;
+    cfg.shutdown_grace_secs = 1;
+    cfg
+}
+
+pub fn new_fleet(tag: &str) -> String {
+    format!(
+        "t{}-{}",
+        tag,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A running control plane for one test.
+pub struct Plane {
+    pub server: Option<Server>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub fleet: String,
+    pub cfg: Config,
+    pub store: Arc<dyn StateStore>,
+}
+
+impl Plane {
+    pub async fn start(tag: &str) -> Plane {
+        Self::start_cfg(test_config(&new_fleet(tag))).await
+    }
+
+    pub async fn start_cfg(cfg: Config) -> Plane {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        Self::start_with_store(cfg, store).await
+    }
+
+    pub async fn start_with_store(cfg: Config, store: Arc<dyn StateStore>) -> Plane {
+        init_logs();
+        let _ = docker().await;
+        let runtime = control_plane::server::build_runtime(&cfg)
+            .await
+            .expect("runtime");
+        let server = Server::start_with(cfg.clone(), runtime, store.clone())
+            .await
+            .expect("control plane starts");
+        let base = format!("http://{}", server.addr);
+        Plane {
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+            fleet: cfg.fleet.clone(),
+            cfg,
+            store,
+        }
+    }
+
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.server.as_ref().unwrap().orch.runtime().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(token)
+    }
+
+    /// Runs an execute request and collects all events (with a safety timeout).
+    pub async fn execute(&self, token: &str, conv: &str, req: &ExecuteRequest) -> Vec<Event> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/conversations/{conv}/execute")))
+            .bearer_auth(token)
+            .json(req)
+            .send()
+            .await
+            .expect("execute request");
+        assert_eq!(
+            resp.status(),
+            200,
+            "execute failed: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        collect_events(resp, Duration::from_secs(120)).await
+    }
+
+    /// Runs a shell command string (`sh -c`) and returns (stdout, stderr, result).
+    pub async fn sh(&self, conv: &str, script: &str) -> (String, String, ExecResult) {
+        let events = self
+            .execute(TOKEN_ACME, conv, &sh_request(script, None))
+            .await;
+        split_output(&events)
+    }
+
+    /// Stops the server without cleaning its containers (they stay for a restart).
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Number of containers of this fleet on the engine.
+    pub async fn container_count(&self) -> usize {
+        fleet_containers(&self.fleet).await.len()
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        let fleet = self.fleet.clone();
+        let root = self.cfg.docker.socket_root.clone();
+        // Best-effort clean-up on a separate thread with its own runtime (Drop is sync).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(remove_fleet(&fleet));
+            let _ = std::fs::remove_dir_all(root);
+        })
+        .join();
+    }
+}
+
+pub fn sh_request(script: &str, timeout_secs: Option<u64>) -> ExecuteRequest {
+    ExecuteRequest::Command(CommandSpec {
+        argv: vec![script.to_string()],
+        shell: true,
+        timeout_secs,
+        ..Default::default()
+    })
+}
+
+pub fn cmd_request(argv: &[&str]) -> ExecuteRequest {
+    ExecuteRequest::Command(CommandSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        ..Default::default()
+    })
+}
+
+/// Reads SSE events until the stream ends (or `limit` passes, which fails the test).
+pub async fn collect_events(resp: reqwest::Response, limit: Duration) -> Vec<Event> {
+    let fut = async {
+        let mut dec = SseDecoder::new();
+        let mut out = Vec::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.expect("stream chunk");
+            for ev in dec.push(&chunk) {
+                out.push(ev.expect("valid SSE event"));
+            }
+        }
+        out
+    };
+    tokio::time::timeout(limit, fut)
+        .await
+        .expect("the event stream did not end in time")
+}
+
+/// Concatenated stdout, stderr and the result of an event list.
+pub fn split_output(events: &[Event]) -> (String, String, ExecResult) {
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut result = None;
+    for e in events {
+        match e {
+            Event::Stdout { data } => out.push_str(data),
+            Event::Stderr { data } => err.push_str(data),
+            Event::Result(r) => result = Some(r.clone()),
+            Event::Error { code, message } => panic!("error event {code}: {message}"),
+            _ => {}
+        }
+    }
+    (
+        out,
+        err,
+        result.unwrap_or_else(|| panic!("no result event in {events:?}")),
+    )
+}
+
+pub fn workspace_id_of(events: &[Event]) -> String {
+    match events.first() {
+        Some(Event::Workspace { workspace_id, .. }) => workspace_id.clone(),
+        other => panic!("first event is not `workspace`: {other:?}"),
+    }
+}
+
+pub async fn fleet_containers(fleet: &str) -> Vec<bollard::models::ContainerSummary> {
+    let d = Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("io.agent-workspace.fleet={fleet}")],
+    )]);
+    d.list_containers(Some(
+        ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build(),
+    ))
+    .await
+    .unwrap()
+}
+
+pub async fn remove_fleet(fleet: &str) {
+    let d = Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    for c in fleet_containers(fleet).await {
+        if let Some(id) = c.id {
+            let _ = d
+                .remove_container(
+                    &id,
+                    Some(
+                        bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                            .force(true)
+                            .build(),
+                    ),
+                )
+                .await;
+        }
+    }
+}
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CP_TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
