@@ -339,6 +339,15 @@ pub struct WriteResult {
     pub size: u64,
 }
 
+/// Answer of a successful `PUT /archive` (archive import).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportResult {
+    /// Entries extracted (files, directories, links).
+    pub entries: u64,
+    /// Bytes of regular-file content written.
+    pub bytes: u64,
+}
+
 /// Answer of `GET /health` on the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentHealth {

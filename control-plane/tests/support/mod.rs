@@ -51,19 +51,23 @@ pub async fn docker() -> Docker {
 /// A base configuration for tests: free port, a fresh fleet, its own socket root,
 /// small resource limits.
 pub fn test_config(fleet: &str) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.fleet = fleet.to_string();
-    cfg.tokens = vec![
-        TokenConfig {
-            tenant: "acme".into(),
-            token: TOKEN_ACME.into(),
-        },
-        TokenConfig {
-            tenant: "globex".into(),
-            token: TOKEN_GLOBEX.into(),
-        },
-    ];
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        fleet: fleet.to_string(),
+        tokens: vec![
+            TokenConfig {
+                tenant: "acme".into(),
+                token: TOKEN_ACME.into(),
+            },
+            TokenConfig {
+                tenant: "globex".into(),
+                token: TOKEN_GLOBEX.into(),
+            },
+        ],
+        keepalive_secs: 1,
+        shutdown_grace_secs: 1,
+        ..Config::default()
+    };
     cfg.docker.image = IMAGE.into();
     cfg.docker.socket_root = PathBuf::from(format!("/tmp/cpt/{fleet}"));
     cfg.docker.memory_bytes = 256 * 1024 * 1024;
@@ -72,8 +76,6 @@ pub fn test_config(fleet: &str) -> Config {
     cfg.docker.workspace_size = "32m".into();
     cfg.docker.tmp_size = "16m".into();
     cfg.docker.home_size = "16m".into();
-    cfg.keepalive_secs = 1;
-    cfg.shutdown_grace_secs = 1;
     cfg
 }
 
