@@ -10,6 +10,7 @@ use tracing::info;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditEvent {
     ContainerCreated,
+    ContainerClaimed,
     ContainerDestroyed,
     ContainerCrashed,
     ExecutionStarted,
@@ -24,6 +25,7 @@ impl AuditEvent {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditEvent::ContainerCreated => "container_created",
+            AuditEvent::ContainerClaimed => "container_claimed",
             AuditEvent::ContainerDestroyed => "container_destroyed",
             AuditEvent::ContainerCrashed => "container_crashed",
             AuditEvent::ExecutionStarted => "agent_execution_started",

@@ -37,6 +37,9 @@ pub struct Config {
     /// Which runtime runs workspaces.
     pub runtime: RuntimeKind,
     pub docker: DockerConfig,
+    pub store: StoreConfig,
+    pub pool: PoolConfig,
+    pub gc: GcConfig,
     /// How long to wait for a new workspace's agent to answer `/health`.
     pub agent_ready_timeout_secs: u64,
     /// Seconds of silence after which an SSE keep-alive comment is sent.
@@ -60,6 +63,59 @@ pub struct Config {
 pub struct TokenConfig {
     pub tenant: String,
     pub token: String,
+    /// May read and change fleet-wide settings (warm-pool sizing).
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `memory` (embedded, one process) or `redis` (shared by replicas).
+    pub kind: StoreKind,
+    /// `redis://host:port/` or `rediss://` for TLS (ElastiCache in transit).
+    pub redis_url: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    Memory,
+    Redis,
+}
+
+/// Warm pool: pre-started, healthy, unbound workspaces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Members to keep ready (0 disables the pool).
+    pub min: usize,
+    /// Never more members than this (starting ones included).
+    pub max: usize,
+    /// How many members are started at once while filling.
+    pub fill_parallelism: usize,
+    /// How often every replica re-reads the sizing from the store, ms.
+    pub poll_interval_ms: u64,
+    /// First retry delay after a failed create (doubles up to 30 s, with jitter), ms.
+    pub retry_base_ms: u64,
+    /// On shutdown, destroy the pool members this process created.
+    pub drain_on_shutdown: bool,
+}
+
+/// The reaper.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GcConfig {
+    pub enabled: bool,
+    pub interval_secs: u64,
+    /// A bound workspace with no API call and no running execution for this long is
+    /// synced and destroyed (confirmed on two consecutive sweeps).
+    pub idle_ttl_secs: u64,
+    /// Any workspace older than this is synced and destroyed.
+    pub absolute_ttl_secs: u64,
+    /// A labelled container without a record is removed once older than this.
+    pub orphan_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,6 +176,25 @@ impl Default for Config {
             fleet: "default".into(),
             runtime: RuntimeKind::Docker,
             docker: DockerConfig::default(),
+            store: StoreConfig {
+                kind: StoreKind::Memory,
+                redis_url: "redis://127.0.0.1:6379/".into(),
+            },
+            pool: PoolConfig {
+                min: 2,
+                max: 10,
+                fill_parallelism: 2,
+                poll_interval_ms: 2000,
+                retry_base_ms: 200,
+                drain_on_shutdown: true,
+            },
+            gc: GcConfig {
+                enabled: true,
+                interval_secs: 60,
+                idle_ttl_secs: 3600,
+                absolute_ttl_secs: 8 * 3600,
+                orphan_grace_secs: 300,
+            },
             agent_ready_timeout_secs: 30,
             keepalive_secs: 15,
             max_body_bytes: 64 * 1024 * 1024,
@@ -186,7 +261,7 @@ impl Config {
         }
         fig.merge(
             Env::prefixed("CP_")
-                .ignore(&["API_TOKENS", "CONFIG"])
+                .ignore(&["API_TOKENS", "CONFIG", "LOG", "TEST_LOG"])
                 .split("__"),
         )
     }
@@ -247,6 +322,36 @@ impl Config {
         }
         if self.max_workspaces == 0 {
             return Err(invalid("max_workspaces", "must be greater than 0"));
+        }
+        if self.pool.min > self.pool.max {
+            return Err(invalid("pool.min", "must not exceed pool.max"));
+        }
+        if self.pool.max > self.max_workspaces {
+            return Err(invalid("pool.max", "must not exceed max_workspaces"));
+        }
+        if self.pool.fill_parallelism == 0 || self.pool.poll_interval_ms == 0 {
+            return Err(invalid(
+                "pool.fill_parallelism/poll_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        if self.gc.interval_secs == 0
+            || self.gc.idle_ttl_secs == 0
+            || self.gc.absolute_ttl_secs == 0
+        {
+            return Err(invalid(
+                "gc.interval_secs/idle_ttl_secs/absolute_ttl_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.store.kind == StoreKind::Redis
+            && !(self.store.redis_url.starts_with("redis://")
+                || self.store.redis_url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "store.redis_url",
+                "must start with redis:// or rediss://",
+            ));
         }
         self.docker.validate()
     }
@@ -345,21 +450,33 @@ pub fn looks_like_credential(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
-/// Parses `tenant:token[,tenant:token...]`.
+/// Parses `tenant:token[:admin][,tenant:token[:admin]...]`.
 pub fn parse_compact_tokens(s: &str) -> Result<Vec<TokenConfig>, ConfigError> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (tenant, token) = pair.split_once(':').ok_or_else(|| {
-                invalid(
+        .map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(tenant), Some(token)) = (parts.next(), parts.next()) else {
+                return Err(invalid(
                     "CP_API_TOKENS",
-                    "expected tenant:token pairs separated by commas",
-                )
-            })?;
+                    "expected tenant:token[:admin] entries separated by commas",
+                ));
+            };
+            let admin = match parts.next() {
+                None => false,
+                Some("admin") => true,
+                Some(other) => {
+                    return Err(invalid(
+                        "CP_API_TOKENS",
+                        format!("unknown token flag {other:?} (only `admin`)"),
+                    ))
+                }
+            };
             Ok(TokenConfig {
                 tenant: tenant.trim().to_string(),
                 token: token.trim().to_string(),
+                admin,
             })
         })
         .collect()
@@ -392,6 +509,7 @@ mod tests {
             tokens: vec![TokenConfig {
                 tenant: "t1".into(),
                 token: "0123456789abcdef".into(),
+                admin: false,
             }],
             ..Config::default()
         }
@@ -434,6 +552,15 @@ mod tests {
             ),
             (Box::new(|c| c.docker.user = "0:0".into()), "docker.user"),
             (Box::new(|c| c.docker.cpus = 0.0), "docker.cpus"),
+            (Box::new(|c| c.pool.min = c.pool.max + 1), "pool.min"),
+            (Box::new(|c| c.pool.max = c.max_workspaces + 1), "pool.max"),
+            (
+                Box::new(|c| {
+                    c.store.kind = StoreKind::Redis;
+                    c.store.redis_url = "localhost:6379".into();
+                }),
+                "store.redis_url",
+            ),
             (
                 Box::new(|c| {
                     c.docker.oci_runtime = "runsc".into();
@@ -481,6 +608,8 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].tenant, "b");
         assert!(parse_compact_tokens("nocolon").is_err());
+        assert!(parse_compact_tokens("a:0123456789abcdef:admin").unwrap()[0].admin);
+        assert!(parse_compact_tokens("a:0123456789abcdef:root").is_err());
     }
 
     #[test]

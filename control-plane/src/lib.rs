@@ -7,6 +7,7 @@
 //! - [`runtime`]: where workspaces run (Docker via bollard);
 //! - [`store`]: state (bindings, workspace records, locks) behind a trait;
 //! - [`agent_client`]: HTTP to a workspace's agent over its Unix socket or TCP;
+//! - [`pool`]: the warm pool's filler; [`gc`]: the reaper;
 //! - [`reconcile`]: adopting the workspaces that already run at start;
 //! - [`metrics`], [`audit`]: Prometheus metrics and the audit log.
 
@@ -15,8 +16,10 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod metrics;
 pub mod orchestrator;
+pub mod pool;
 pub mod reconcile;
 pub mod runtime;
 pub mod server;

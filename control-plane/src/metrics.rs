@@ -41,8 +41,22 @@ pub struct Metrics {
     pub container_startup_seconds: Family<SourceLabel, Histogram>,
     pub container_crashes: Counter,
     pub containers_created: Family<SourceLabel, Counter>,
+    /// Workspaces destroyed, by reason (idle, expired, orphan, deleted, crashed, ...).
     pub containers_destroyed: Family<ReasonLabel, Counter>,
     pub auth_failures: Counter,
+    /// Unbound healthy workspaces waiting in the warm pool.
+    pub pool_size: Gauge,
+    pub pool_hits: Counter,
+    /// Claims that found the pool empty.
+    pub pool_exhausted: Counter,
+    pub pool_acquire_seconds: Histogram,
+    /// Reaper sweeps by result (success, error).
+    pub gc_cycles: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
 }
 
 fn startup_histogram() -> Histogram {
@@ -64,6 +78,13 @@ impl Metrics {
             containers_created: Family::default(),
             containers_destroyed: Family::default(),
             auth_failures: Counter::default(),
+            pool_size: Gauge::default(),
+            pool_hits: Counter::default(),
+            pool_exhausted: Counter::default(),
+            pool_acquire_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            gc_cycles: Family::default(),
         };
         let r = registry;
         r.register(
@@ -102,14 +123,39 @@ impl Metrics {
             m.containers_created.clone(),
         );
         r.register(
-            "workspace_containers_destroyed",
-            "Workspaces destroyed, by reason",
+            "workspace_gc_destroyed",
+            "Workspaces destroyed, by reason (idle, expired, orphan, deleted, crashed, ...)",
             m.containers_destroyed.clone(),
         );
         r.register(
             "workspace_auth_failures",
             "Requests refused for a missing or bad token",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "workspace_warm_pool_size",
+            "Healthy unbound workspaces in the warm pool",
+            m.pool_size.clone(),
+        );
+        r.register(
+            "workspace_warm_pool_hits",
+            "Conversations served from the warm pool",
+            m.pool_hits.clone(),
+        );
+        r.register(
+            "workspace_warm_pool_exhausted",
+            "Claims that found the warm pool empty",
+            m.pool_exhausted.clone(),
+        );
+        r.register(
+            "workspace_warm_pool_acquire_seconds",
+            "Time to claim and bind a warm workspace",
+            m.pool_acquire_seconds.clone(),
+        );
+        r.register(
+            "workspace_gc_cycles",
+            "Reaper sweeps by result",
+            m.gc_cycles.clone(),
         );
         m
     }

@@ -7,10 +7,7 @@
 use std::{
     collections::HashMap,
     pin::Pin,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex, Weak,
-    },
+    sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
@@ -24,16 +21,21 @@ use crate::{
     config::Config,
     error::{Error, Result},
     metrics::{Metrics, ReasonLabel, SourceLabel, StatusLabel},
-    runtime::{Runtime, WorkspaceSpec},
-    store::{ConversationKey, StateStore, WorkspaceRecord},
+    runtime::{Endpoint, Runtime, WorkspaceSpec},
+    store::{
+        lease::Lease, Claim, ConversationKey, PoolSizing, StateStore, WorkspaceRecord,
+        WorkspaceState,
+    },
     time_util::now_ms,
 };
 
 /// Events of one execution, as relayed to the API caller.
 pub type ExecutionStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
 
-/// How long a cross-replica conversation lock lives if its holder dies.
-const CONVERSATION_LOCK_TTL_MS: u64 = 120_000;
+/// An instance's liveness mark expires this long after its last heartbeat.
+pub const INSTANCE_TTL_MS: u64 = 6_000;
+/// How often an instance renews its liveness mark.
+pub const INSTANCE_HEARTBEAT: Duration = Duration::from_secs(2);
 
 pub struct Orchestrator {
     runtime: Arc<dyn Runtime>,
@@ -43,8 +45,8 @@ pub struct Orchestrator {
     /// Lock owner name of this process in the store.
     instance_id: String,
     conversation_locks: Mutex<HashMap<ConversationKey, Weak<tokio::sync::Mutex<()>>>>,
-    /// Workspaces being created right now (counted against the cap).
-    creating: AtomicUsize,
+    /// Wakes the warm-pool filler.
+    pool_notify: Arc<tokio::sync::Notify>,
     /// Executions in progress per workspace.
     running: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -72,7 +74,7 @@ impl Orchestrator {
             metrics,
             instance_id: format!("cp-{}", uuid::Uuid::new_v4().simple()),
             conversation_locks: Mutex::new(HashMap::new()),
-            creating: AtomicUsize::new(0),
+            pool_notify: Arc::new(tokio::sync::Notify::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -91,6 +93,11 @@ impl Orchestrator {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// This process's name as a lock owner and creator of records.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// Validates a conversation id and makes the key.
@@ -126,21 +133,18 @@ impl Orchestrator {
         let name = format!("conv:{}:{}", key.tenant_id, key.conversation_id);
         let deadline = Instant::now() + Duration::from_secs(self.cfg.agent_ready_timeout_secs + 30);
         let mut delay = Duration::from_millis(5);
-        while !self
-            .store
-            .try_lock(&name, &self.instance_id, CONVERSATION_LOCK_TTL_MS)
-            .await?
-        {
+        let lease = loop {
+            if let Some(l) = Lease::try_acquire(&self.store, &name, &self.instance_id).await? {
+                break l;
+            }
             if Instant::now() >= deadline {
                 return Err(Error::AgentNotReady(self.cfg.agent_ready_timeout_secs));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(200));
-        }
+        };
         let out = f().await;
-        if let Err(e) = self.store.unlock(&name, &self.instance_id).await {
-            warn!(error = %e, lock = %name, "releasing conversation lock failed");
-        }
+        lease.release().await;
         out
     }
 
@@ -217,16 +221,18 @@ impl Orchestrator {
                 &rec.workspace_id,
                 "agent unreachable and container not running",
             );
-            self.remove_workspace(key, &rec.workspace_id, "crashed")
-                .await?;
+            self.destroy_workspace(&rec, "crashed").await?;
             replaced = Some(rec.workspace_id);
         }
+        let record = match self.claim_warm(key).await? {
+            Some(rec) => rec,
+            None => self.create_bound(key, WorkspaceSource::Cold).await?,
+        };
         let source = if replaced.is_some() {
             WorkspaceSource::Recovered
         } else {
-            WorkspaceSource::Cold
+            record.source
         };
-        let record = self.create_bound(key, source).await?;
         Ok(Acquired {
             record,
             source,
@@ -234,91 +240,206 @@ impl Orchestrator {
         })
     }
 
-    /// Creates a workspace for `key`, waits for its agent, records and binds it.
+    /// Takes a healthy member of the warm pool and binds it to `key` (the conversation's
+    /// tenant and policy are attached now, at claim time). Unhealthy members are
+    /// destroyed and skipped. `None` when the pool is empty.
+    async fn claim_warm(&self, key: &ConversationKey) -> Result<Option<WorkspaceRecord>> {
+        let started = Instant::now();
+        loop {
+            match self.store.pool_claim(key).await? {
+                Claim::Empty => {
+                    if self.pool_enabled().await {
+                        self.metrics.pool_exhausted.inc();
+                    }
+                    self.pool_notify.notify_one();
+                    return Ok(None);
+                }
+                Claim::AlreadyBound(ws) => {
+                    // Bound meanwhile by another replica: use that one.
+                    return Ok(self.store.record(&ws).await?);
+                }
+                Claim::Claimed(ws) => {
+                    self.pool_notify.notify_one();
+                    let Some(mut rec) = self.store.record(&ws).await? else {
+                        self.store.unbind(key, &ws).await?;
+                        continue;
+                    };
+                    if AgentClient::new(rec.endpoint.clone())
+                        .health()
+                        .await
+                        .is_err()
+                    {
+                        warn!(workspace_id = %ws, "unhealthy pool member; destroying it");
+                        self.store.unbind(key, &ws).await?;
+                        rec.tenant_id = None;
+                        rec.conversation_id = None;
+                        self.destroy_workspace(&rec, "unhealthy").await?;
+                        continue;
+                    }
+                    let now = now_ms();
+                    rec.tenant_id = Some(key.tenant_id.clone());
+                    rec.conversation_id = Some(key.conversation_id.clone());
+                    rec.state = WorkspaceState::Bound;
+                    rec.source = WorkspaceSource::Warm;
+                    rec.last_active_ms = now;
+                    self.store.put_record(&rec).await?;
+                    self.metrics.pool_hits.inc();
+                    self.metrics
+                        .pool_acquire_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    audit::record(
+                        AuditEvent::ContainerClaimed,
+                        &key.tenant_id,
+                        &key.conversation_id,
+                        &ws,
+                        "warm",
+                    );
+                    return Ok(Some(rec));
+                }
+            }
+        }
+    }
+
+    /// True when the warm pool is configured to hold any workspace.
+    pub async fn pool_enabled(&self) -> bool {
+        self.pool_sizing().await.max > 0
+    }
+
+    /// The pool sizing in force: set at run time through the store, else configured.
+    pub async fn pool_sizing(&self) -> PoolSizing {
+        match self.store.pool_sizing().await {
+            Ok(Some(s)) => s,
+            _ => PoolSizing {
+                min: self.cfg.pool.min,
+                max: self.cfg.pool.max,
+            },
+        }
+    }
+
+    /// Wakes the pool filler (after a claim, or when sizes change).
+    pub fn pool_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.pool_notify.clone()
+    }
+
+    /// Creates a workspace, bound to `owner` or (with `None`) unbound for the warm
+    /// pool: reserves its record under the fleet cap (so workspaces still starting
+    /// count, across replicas), starts it and waits for its agent. On failure nothing
+    /// is left behind.
+    pub async fn create_workspace(
+        &self,
+        owner: Option<&ConversationKey>,
+        source: WorkspaceSource,
+    ) -> Result<WorkspaceRecord> {
+        let started = Instant::now();
+        let workspace_id = new_workspace_id();
+        let now = now_ms();
+        let mut record = WorkspaceRecord {
+            workspace_id: workspace_id.clone(),
+            tenant_id: owner.map(|k| k.tenant_id.clone()),
+            conversation_id: owner.map(|k| k.conversation_id.clone()),
+            // Unknown until the runtime has created it.
+            endpoint: Endpoint::Tcp(String::new()),
+            created_at_ms: now,
+            last_active_ms: now,
+            last_synced_ms: None,
+            source,
+            state: WorkspaceState::Starting,
+            created_by: self.instance_id.clone(),
+        };
+        if !self.store.reserve(&record, self.cfg.max_workspaces).await? {
+            return Err(Error::CapacityExhausted(self.cfg.max_workspaces));
+        }
+        let spec = WorkspaceSpec {
+            workspace_id: workspace_id.clone(),
+            tenant_id: record.tenant_id.clone(),
+            conversation_id: record.conversation_id.clone(),
+        };
+        let span = tracing::info_span!(
+            "create_workspace",
+            tenant_id = spec.tenant_id.as_deref().unwrap_or(""),
+            conversation_id = spec.conversation_id.as_deref().unwrap_or(""),
+            workspace_id = %workspace_id,
+            pooled = owner.is_none()
+        );
+        let created = async {
+            let ws = self.runtime.create(&spec).await?;
+            AgentClient::new(ws.endpoint.clone())
+                .wait_healthy(Duration::from_secs(self.cfg.agent_ready_timeout_secs))
+                .await
+                .map_err(|e| {
+                    warn!(error = %e, "agent did not become healthy");
+                    Error::AgentNotReady(self.cfg.agent_ready_timeout_secs)
+                })?;
+            Ok::<_, Error>(ws)
+        }
+        .instrument(span.clone())
+        .await;
+        let ws = match created {
+            Ok(ws) => ws,
+            Err(e) => {
+                let _ = self.runtime.destroy(&workspace_id).await;
+                let _ = self.store.delete_record(&workspace_id).await;
+                return Err(e);
+            }
+        };
+        record.endpoint = ws.endpoint;
+        record.created_at_ms = ws.created_at_ms;
+        record.last_active_ms = now_ms();
+        record.state = if owner.is_some() {
+            WorkspaceState::Bound
+        } else {
+            WorkspaceState::Pooled
+        };
+        if let Err(e) = self.store.put_record(&record).await {
+            let _ = self.runtime.destroy(&workspace_id).await;
+            let _ = self.store.delete_record(&workspace_id).await;
+            return Err(e.into());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let label = SourceLabel {
+            source: if owner.is_some() {
+                source.as_str()
+            } else {
+                "pool"
+            }
+            .into(),
+        };
+        self.metrics
+            .container_startup_seconds
+            .get_or_create(&label)
+            .observe(secs);
+        self.metrics.containers_created.get_or_create(&label).inc();
+        audit::record(
+            AuditEvent::ContainerCreated,
+            spec.tenant_id.as_deref().unwrap_or(""),
+            spec.conversation_id.as_deref().unwrap_or(""),
+            &workspace_id,
+            &label.source,
+        );
+        span.in_scope(|| info!(startup_ms = (secs * 1000.0) as u64, "workspace ready"));
+        Ok(record)
+    }
+
+    /// Creates a workspace for `key` and binds it.
     async fn create_bound(
         &self,
         key: &ConversationKey,
         source: WorkspaceSource,
     ) -> Result<WorkspaceRecord> {
-        let live = self.store.records().await?.len() + self.creating.load(Ordering::SeqCst);
-        if live >= self.cfg.max_workspaces {
-            return Err(Error::CapacityExhausted(self.cfg.max_workspaces));
+        let record = self.create_workspace(Some(key), source).await?;
+        let bound = self.store.bind_if_absent(key, &record.workspace_id).await?;
+        if bound != record.workspace_id {
+            // Another replica won without our lock (the store lock should prevent it,
+            // but the binding is the final arbiter).
+            warn!(winner = %bound, "conversation bound elsewhere meanwhile; discarding ours");
+            self.destroy_workspace(&record, "duplicate").await?;
+            return self
+                .store
+                .record(&bound)
+                .await?
+                .ok_or(Error::WorkspaceNotFound);
         }
-        self.creating.fetch_add(1, Ordering::SeqCst);
-        let _creating = scopeguard(|| {
-            self.creating.fetch_sub(1, Ordering::SeqCst);
-        });
-        let started = Instant::now();
-        let workspace_id = new_workspace_id();
-        let spec = WorkspaceSpec {
-            workspace_id: workspace_id.clone(),
-            tenant_id: Some(key.tenant_id.clone()),
-            conversation_id: Some(key.conversation_id.clone()),
-        };
-        let span = tracing::info_span!(
-            "create_workspace",
-            tenant_id = %key.tenant_id,
-            conversation_id = %key.conversation_id,
-            workspace_id = %workspace_id
-        );
-        async {
-            let ws = self.runtime.create(&spec).await?;
-            let client = AgentClient::new(ws.endpoint.clone());
-            if let Err(e) = client
-                .wait_healthy(Duration::from_secs(self.cfg.agent_ready_timeout_secs))
-                .await
-            {
-                warn!(error = %e, "agent did not become healthy; destroying the workspace");
-                let _ = self.runtime.destroy(&workspace_id).await;
-                return Err(Error::AgentNotReady(self.cfg.agent_ready_timeout_secs));
-            }
-            let now = now_ms();
-            let record = WorkspaceRecord {
-                workspace_id: workspace_id.clone(),
-                tenant_id: Some(key.tenant_id.clone()),
-                conversation_id: Some(key.conversation_id.clone()),
-                endpoint: ws.endpoint.clone(),
-                created_at_ms: ws.created_at_ms,
-                last_active_ms: now,
-                last_synced_ms: None,
-                source,
-            };
-            self.store.put_record(&record).await?;
-            let bound = self.store.bind_if_absent(key, &workspace_id).await?;
-            if bound != workspace_id {
-                // Another replica won without our lock (should not happen with a shared
-                // store lock, but the binding is the final arbiter).
-                warn!(winner = %bound, "conversation bound elsewhere meanwhile; discarding ours");
-                self.store.delete_record(&workspace_id).await?;
-                let _ = self.runtime.destroy(&workspace_id).await;
-                return self
-                    .store
-                    .record(&bound)
-                    .await?
-                    .ok_or(Error::WorkspaceNotFound);
-            }
-            let secs = started.elapsed().as_secs_f64();
-            let label = SourceLabel {
-                source: source.as_str().into(),
-            };
-            self.metrics
-                .container_startup_seconds
-                .get_or_create(&label)
-                .observe(secs);
-            self.metrics.containers_created.get_or_create(&label).inc();
-            self.metrics.active_containers.inc();
-            audit::record(
-                AuditEvent::ContainerCreated,
-                &key.tenant_id,
-                &key.conversation_id,
-                &workspace_id,
-                source.as_str(),
-            );
-            info!(startup_ms = (secs * 1000.0) as u64, "workspace ready");
-            Ok(record)
-        }
-        .instrument(span)
-        .await
+        Ok(record)
     }
 
     /// Runs an execution in the conversation's workspace (creating it if needed) and
@@ -366,6 +487,7 @@ impl Orchestrator {
             self.running.clone(),
             self.metrics.clone(),
             key.clone(),
+            self.store.clone(),
         );
         let relay = relay_events(events, guard);
         Ok(Box::pin(futures::stream::iter(head).chain(relay)))
@@ -409,8 +531,7 @@ impl Orchestrator {
         self.with_conversation_lock(key, || async {
             match self.existing(key).await? {
                 Some(rec) => {
-                    self.remove_workspace(key, &rec.workspace_id, "deleted")
-                        .await?;
+                    self.destroy_workspace(&rec, "deleted").await?;
                     Ok(true)
                 }
                 None => Ok(false),
@@ -419,17 +540,19 @@ impl Orchestrator {
         .await
     }
 
-    /// Unbinds, destroys and forgets one workspace.
-    async fn remove_workspace(
-        &self,
-        key: &ConversationKey,
-        workspace_id: &str,
-        reason: &str,
-    ) -> Result<()> {
-        self.store.unbind(key, workspace_id).await?;
-        self.runtime.destroy(workspace_id).await?;
-        self.store.delete_record(workspace_id).await?;
-        self.metrics.active_containers.dec();
+    /// Unbinds (if bound), takes out of the pool (if pooled), destroys and forgets one
+    /// workspace.
+    pub async fn destroy_workspace(&self, rec: &WorkspaceRecord, reason: &str) -> Result<()> {
+        let tenant = rec.tenant_id.as_deref().unwrap_or("");
+        let conversation = rec.conversation_id.as_deref().unwrap_or("");
+        if let (Some(t), Some(c)) = (&rec.tenant_id, &rec.conversation_id) {
+            self.store
+                .unbind(&ConversationKey::new(t, c), &rec.workspace_id)
+                .await?;
+        }
+        self.store.pool_remove(&rec.workspace_id).await?;
+        self.runtime.destroy(&rec.workspace_id).await?;
+        self.store.delete_record(&rec.workspace_id).await?;
         self.metrics
             .containers_destroyed
             .get_or_create(&ReasonLabel {
@@ -438,11 +561,87 @@ impl Orchestrator {
             .inc();
         audit::record(
             AuditEvent::ContainerDestroyed,
-            &key.tenant_id,
-            &key.conversation_id,
-            workspace_id,
+            tenant,
+            conversation,
+            &rec.workspace_id,
             reason,
         );
+        Ok(())
+    }
+
+    /// Marks this instance alive in the store (renewed every [`INSTANCE_HEARTBEAT`]).
+    pub async fn heartbeat(&self) -> Result<()> {
+        let name = format!("instance:{}", self.instance_id);
+        self.store
+            .try_lock(&name, &self.instance_id, INSTANCE_TTL_MS)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the instance `id` renewed its liveness mark recently.
+    pub async fn instance_alive(&self, id: &str) -> Result<bool> {
+        if id == self.instance_id {
+            return Ok(true);
+        }
+        if id.is_empty() {
+            return Ok(false);
+        }
+        let name = format!("instance:{id}");
+        let probe = format!("probe:{}", self.instance_id);
+        // Taking the mark succeeds only when nobody holds it.
+        if self.store.try_lock(&name, &probe, 1).await? {
+            self.store.unlock(&name, &probe).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Settles reservations left by dead instances (killed mid-create): a workspace
+    /// that came up healthy is adopted (into the pool, or bound to its conversation);
+    /// anything else is removed. Returns how many were settled.
+    pub async fn resolve_abandoned_starts(&self) -> Result<usize> {
+        let mut n = 0;
+        for mut rec in self.store.records().await? {
+            if rec.state != WorkspaceState::Starting || self.instance_alive(&rec.created_by).await?
+            {
+                continue;
+            }
+            n += 1;
+            let live = self.runtime.inspect(&rec.workspace_id).await?;
+            let healthy = match &live {
+                Some(w) if w.running => AgentClient::new(w.endpoint.clone()).health().await.is_ok(),
+                _ => false,
+            };
+            let Some(w) = live.filter(|_| healthy) else {
+                info!(workspace_id = %rec.workspace_id, "removing a workspace abandoned mid-create");
+                self.destroy_workspace(&rec, "abandoned").await?;
+                continue;
+            };
+            rec.endpoint = w.endpoint;
+            rec.created_at_ms = w.created_at_ms;
+            match (&rec.tenant_id, &rec.conversation_id) {
+                (Some(t), Some(c)) => {
+                    let key = ConversationKey::new(t, c);
+                    rec.state = WorkspaceState::Bound;
+                    self.store.put_record(&rec).await?;
+                    if self.store.bind_if_absent(&key, &rec.workspace_id).await? != rec.workspace_id
+                    {
+                        self.destroy_workspace(&rec, "duplicate").await?;
+                    }
+                }
+                _ => {
+                    rec.state = WorkspaceState::Pooled;
+                    self.store.put_record(&rec).await?;
+                    self.store.pool_push(&rec.workspace_id).await?;
+                }
+            }
+            info!(workspace_id = %rec.workspace_id, "adopted a workspace abandoned mid-create");
+        }
+        Ok(n)
+    }
+
+    /// Syncs a workspace's files to the object store before it goes away.
+    pub async fn sync_workspace(&self, _rec: &WorkspaceRecord) -> Result<()> {
         Ok(())
     }
 
@@ -481,7 +680,6 @@ impl Orchestrator {
             }
             let _ = self.store.delete_record(&ws.workspace_id).await;
         }
-        self.metrics.active_containers.set(0);
         Ok(n)
     }
 }
@@ -534,7 +732,13 @@ struct ExecutionGuard {
     metrics: Metrics,
     key: ConversationKey,
     outcome: &'static str,
+    /// Touches the record while the execution runs, so the reaper of any replica
+    /// sees it as active.
+    heartbeat: tokio::task::JoinHandle<()>,
 }
+
+/// How often a running execution marks its workspace active.
+const EXECUTION_HEARTBEAT: Duration = Duration::from_secs(20);
 
 impl ExecutionGuard {
     fn new(
@@ -542,23 +746,35 @@ impl ExecutionGuard {
         running: Arc<Mutex<HashMap<String, usize>>>,
         metrics: Metrics,
         key: ConversationKey,
+        store: Arc<dyn StateStore>,
     ) -> Self {
         if let Ok(mut m) = running.lock() {
             *m.entry(workspace_id.clone()).or_default() += 1;
         }
         metrics.active_executions.inc();
+        let ws = workspace_id.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(EXECUTION_HEARTBEAT).await;
+                if let Err(e) = store.touch(&ws, now_ms()).await {
+                    warn!(workspace_id = %ws, error = %e, "execution heartbeat failed");
+                }
+            }
+        });
         Self {
             workspace_id,
             running,
             metrics,
             key,
             outcome: "cancelled",
+            heartbeat,
         }
     }
 }
 
 impl Drop for ExecutionGuard {
     fn drop(&mut self) {
+        self.heartbeat.abort();
         if let Ok(mut m) = self.running.lock() {
             if let Some(n) = m.get_mut(&self.workspace_id) {
                 *n = n.saturating_sub(1);
@@ -625,17 +841,4 @@ fn lost(e: &AgentError) -> Event {
         code: "workspace_lost".into(),
         message: format!("lost the workspace's agent mid-stream: {e}"),
     }
-}
-
-/// Runs a closure when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

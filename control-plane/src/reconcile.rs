@@ -68,6 +68,8 @@ pub async fn reconcile(runtime: &dyn Runtime, store: &dyn StateStore) -> Result<
                         last_active_ms: now,
                         last_synced_ms: None,
                         source: WorkspaceSource::Cold,
+                        state: crate::store::WorkspaceState::Bound,
+                        created_by: String::new(),
                     })
                     .await?;
                 info!(
@@ -87,6 +89,11 @@ pub async fn reconcile(runtime: &dyn Runtime, store: &dyn StateStore) -> Result<
     }
 
     for rec in store.records().await? {
+        // A reservation may belong to a creation in flight on another replica; the
+        // reaper removes stale ones after a grace period.
+        if rec.state == crate::store::WorkspaceState::Starting {
+            continue;
+        }
         if !live_ids.contains(&rec.workspace_id) {
             info!(workspace_id = %rec.workspace_id, "dropping the record of a vanished workspace");
             if let (Some(t), Some(c)) = (&rec.tenant_id, &rec.conversation_id) {

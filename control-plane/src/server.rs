@@ -12,12 +12,14 @@ use tracing::{info, warn};
 
 use crate::{
     api::{self, AppState},
-    config::{Config, RuntimeKind},
+    config::{Config, RuntimeKind, StoreKind},
+    gc::Reaper,
     metrics::Metrics,
     orchestrator::Orchestrator,
+    pool::WarmPool,
     reconcile,
     runtime::{docker::DockerRuntime, Runtime},
-    store::{memory::MemoryStore, StateStore},
+    store::{memory::MemoryStore, redis::RedisStore, StateStore},
 };
 
 /// A started control plane: its address, its parts, and the handle to stop it.
@@ -37,11 +39,37 @@ pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
     })
 }
 
+/// Renews this instance's liveness mark until `stop`.
+fn spawn_heartbeat(
+    orch: Arc<Orchestrator>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(crate::orchestrator::INSTANCE_HEARTBEAT) => {}
+            }
+            if let Err(e) = orch.heartbeat().await {
+                warn!(error = %e, "instance heartbeat failed");
+            }
+        }
+    })
+}
+
+/// Builds the state store named in the configuration.
+pub async fn build_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match cfg.store.kind {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Redis => Arc::new(RedisStore::connect(&cfg.store.redis_url, &cfg.fleet).await?),
+    })
+}
+
 impl Server {
     /// Builds everything and starts serving on `cfg.listen` (port 0 picks a free one).
     pub async fn start(cfg: Config) -> anyhow::Result<Self> {
         let runtime = build_runtime(&cfg).await?;
-        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let store = build_store(&cfg).await?;
         Self::start_with(cfg, runtime, store).await
     }
 
@@ -81,6 +109,17 @@ impl Server {
         };
         let app = api::router(state);
 
+        // Background work: the warm pool's filler and the reaper.
+        let background_stop = CancellationToken::new();
+        orch.heartbeat().await?;
+        let mut background = vec![
+            spawn_heartbeat(orch.clone(), background_stop.clone()),
+            WarmPool::new(orch.clone()).spawn(background_stop.clone()),
+        ];
+        if cfg.gc.enabled {
+            background.push(Arc::new(Reaper::new(orch.clone())).spawn(background_stop.clone()));
+        }
+
         let grace = Duration::from_secs(cfg.shutdown_grace_secs);
         let cleanup = cfg.cleanup_on_shutdown;
         let stop = shutdown.clone();
@@ -101,6 +140,10 @@ impl Server {
                 warn!(error = %e, "server ended with an error");
             }
             streams_cancel.cancel();
+            background_stop.cancel();
+            for task in background {
+                let _ = task.await;
+            }
             if cleanup {
                 match orch2.destroy_all().await {
                     Ok(n) => info!(destroyed = n, "cleaned up this fleet's workspaces"),

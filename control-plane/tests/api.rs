@@ -46,7 +46,7 @@ async fn auth_and_error_answers() {
     }
 
     // Invalid conversation ids: 400 before anything is created.
-    for bad in ["a%20b", "%2E%2E", "x%2Fy", &"x".repeat(129)] {
+    for bad in ["a%20b", "bad*id", "x%2Fy", "%C3%A9", &"x".repeat(129)] {
         let r = http
             .post(plane.url(&format!("/v1/conversations/{bad}/execute")))
             .bearer_auth(TOKEN_ACME)

@@ -15,22 +15,53 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant(pub String);
 
-/// Finds the tenant whose token equals `presented`.
-pub fn tenant_for(tokens: &[TokenConfig], presented: &[u8]) -> Option<String> {
-    let mut found: Option<String> = None;
+/// An authenticated request whose token may change fleet-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin(pub String);
+
+/// Finds the configured token equal to `presented`.
+pub fn token_for<'a>(tokens: &'a [TokenConfig], presented: &[u8]) -> Option<&'a TokenConfig> {
+    let mut found = None;
     for t in tokens {
         let eq: bool = t.token.as_bytes().ct_eq(presented).into();
         if eq && found.is_none() {
-            found = Some(t.tenant.clone());
+            found = Some(t);
         }
     }
     found
+}
+
+/// Finds the tenant whose token equals `presented`.
+pub fn tenant_for(tokens: &[TokenConfig], presented: &[u8]) -> Option<String> {
+    token_for(tokens, presented).map(|t| t.tenant.clone())
 }
 
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(parts, state).map(|t| Tenant(t.tenant.clone()))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let t = authenticate(parts, state)?;
+        if !t.admin {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token may not change fleet-wide settings",
+            ));
+        }
+        Ok(Admin(t.tenant.clone()))
+    }
+}
+
+fn authenticate<'a>(parts: &Parts, state: &'a AppState) -> Result<&'a TokenConfig, ApiError> {
+    {
         let presented = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -39,8 +70,8 @@ impl FromRequestParts<AppState> for Tenant {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        match presented.and_then(|p| tenant_for(&state.tokens, p.as_bytes())) {
-            Some(tenant) => Ok(Tenant(tenant)),
+        match presented.and_then(|p| token_for(&state.tokens, p.as_bytes())) {
+            Some(t) => Ok(t),
             None => {
                 state.orch.metrics().auth_failures.inc();
                 audit::record(
@@ -70,10 +101,12 @@ mod tests {
             TokenConfig {
                 tenant: "a".into(),
                 token: "aaaaaaaaaaaaaaaa".into(),
+                admin: false,
             },
             TokenConfig {
                 tenant: "b".into(),
                 token: "bbbbbbbbbbbbbbbb".into(),
+                admin: true,
             },
         ];
         assert_eq!(

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod files;
+pub mod pool;
 pub mod sse;
 pub mod types;
 pub mod workspaces;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
             get(workspaces::get_for_conversation).delete(workspaces::delete_for_conversation),
         )
         .route("/workspaces", get(workspaces::list))
+        .route("/pool", get(pool::get).put(pool::put))
         .route(
             "/workspaces/{workspace_id}",
             get(workspaces::get_by_id).delete(workspaces::delete_by_id),

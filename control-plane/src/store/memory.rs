@@ -2,20 +2,22 @@
 //! Atomicity across tasks comes from the mutex; it is not shared between processes.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 
-use super::{ConversationKey, StateStore, StoreError, WorkspaceRecord};
+use super::{Claim, ConversationKey, PoolSizing, StateStore, StoreError, WorkspaceRecord};
 
 #[derive(Default)]
 struct Inner {
     bindings: HashMap<ConversationKey, String>,
     records: HashMap<String, WorkspaceRecord>,
     locks: HashMap<String, (String, Instant)>,
+    pool: VecDeque<String>,
+    sizing: Option<PoolSizing>,
 }
 
 /// In-memory [`StateStore`].
@@ -121,6 +123,63 @@ impl StateStore for MemoryStore {
         })
     }
 
+    async fn reserve(&self, record: &WorkspaceRecord, cap: usize) -> Result<bool, StoreError> {
+        self.with(|i| {
+            if i.records.contains_key(&record.workspace_id) {
+                return true;
+            }
+            if i.records.len() >= cap {
+                return false;
+            }
+            i.records
+                .insert(record.workspace_id.clone(), record.clone());
+            true
+        })
+    }
+
+    async fn pool_push(&self, workspace_id: &str) -> Result<(), StoreError> {
+        self.with(|i| {
+            if !i.pool.iter().any(|w| w == workspace_id) {
+                i.pool.push_back(workspace_id.to_string());
+            }
+        })
+    }
+
+    async fn pool_claim(&self, key: &ConversationKey) -> Result<Claim, StoreError> {
+        self.with(|i| {
+            if let Some(ws) = i.bindings.get(key) {
+                return Claim::AlreadyBound(ws.clone());
+            }
+            match i.pool.pop_front() {
+                Some(ws) => {
+                    i.bindings.insert(key.clone(), ws.clone());
+                    Claim::Claimed(ws)
+                }
+                None => Claim::Empty,
+            }
+        })
+    }
+
+    async fn pool_remove(&self, workspace_id: &str) -> Result<bool, StoreError> {
+        self.with(|i| {
+            let before = i.pool.len();
+            i.pool.retain(|w| w != workspace_id);
+            i.pool.len() != before
+        })
+    }
+
+    async fn pool_members(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|i| i.pool.iter().cloned().collect())
+    }
+
+    async fn pool_sizing(&self) -> Result<Option<PoolSizing>, StoreError> {
+        self.with(|i| i.sizing)
+    }
+
+    async fn set_pool_sizing(&self, sizing: PoolSizing) -> Result<(), StoreError> {
+        self.with(|i| i.sizing = Some(sizing))
+    }
+
     async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         self.with(|i| {
             let now = Instant::now();
@@ -148,56 +207,12 @@ impl StateStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::runtime::Endpoint;
-    use agent::wire::WorkspaceSource;
+    use std::sync::Arc;
 
-    fn rec(id: &str) -> WorkspaceRecord {
-        WorkspaceRecord {
-            workspace_id: id.into(),
-            tenant_id: Some("t".into()),
-            conversation_id: Some("c".into()),
-            endpoint: Endpoint::Unix("/x/agent.sock".into()),
-            created_at_ms: 1,
-            last_active_ms: 1,
-            last_synced_ms: None,
-            source: WorkspaceSource::Cold,
-        }
-    }
+    use super::MemoryStore;
 
     #[tokio::test]
-    async fn bind_is_first_writer_wins_and_unbind_compares() {
-        let s = MemoryStore::new();
-        let k = ConversationKey::new("t", "c");
-        assert_eq!(s.bind_if_absent(&k, "w1").await.unwrap(), "w1");
-        assert_eq!(s.bind_if_absent(&k, "w2").await.unwrap(), "w1");
-        assert!(!s.unbind(&k, "w2").await.unwrap());
-        assert!(s.unbind(&k, "w1").await.unwrap());
-        assert_eq!(s.binding(&k).await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn records_and_touch() {
-        let s = MemoryStore::new();
-        s.put_record(&rec("w1")).await.unwrap();
-        s.touch("w1", 50).await.unwrap();
-        s.touch("w1", 10).await.unwrap();
-        assert_eq!(s.record("w1").await.unwrap().unwrap().last_active_ms, 50);
-        s.delete_record("w1").await.unwrap();
-        assert!(s.records().await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn locks_exclude_other_owners_until_expiry() {
-        let s = MemoryStore::new();
-        assert!(s.try_lock("l", "a", 60_000).await.unwrap());
-        assert!(!s.try_lock("l", "b", 60_000).await.unwrap());
-        assert!(s.try_lock("l", "a", 60_000).await.unwrap());
-        s.unlock("l", "b").await.unwrap();
-        assert!(!s.try_lock("l", "b", 60_000).await.unwrap());
-        s.unlock("l", "a").await.unwrap();
-        assert!(s.try_lock("l", "b", 1).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(s.try_lock("l", "a", 60_000).await.unwrap());
+    async fn passes_the_store_suite() {
+        crate::store::conformance::suite(Arc::new(MemoryStore::new())).await;
     }
 }

@@ -6,7 +6,11 @@
 //! absent, claim a pool member and bind it, compare-and-delete), so implementations
 //! can make it atomic (a mutex in memory, a Lua script or `SET NX` in Redis).
 
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod lease;
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -26,6 +30,42 @@ pub struct WorkspaceRecord {
     pub last_synced_ms: Option<i64>,
     /// How the current binding came to be (`cold`, `warm`, `recovered`).
     pub source: agent::wire::WorkspaceSource,
+    #[serde(default)]
+    pub state: WorkspaceState,
+    /// The control-plane instance that created it (drains its own pool members).
+    #[serde(default)]
+    pub created_by: String,
+}
+
+/// Where a workspace is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceState {
+    /// Reserved: its container is being created.
+    Starting,
+    /// Healthy and unbound, waiting in the warm pool.
+    Pooled,
+    /// Bound to a conversation.
+    #[default]
+    Bound,
+}
+
+/// Warm-pool sizing, shared by every replica through the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSizing {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// Result of claiming a pool member for a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The conversation was already bound (to this workspace).
+    AlreadyBound(String),
+    /// A pool member was taken and bound to the conversation.
+    Claimed(String),
+    /// The pool is empty.
+    Empty,
 }
 
 /// Key of a binding.
@@ -90,6 +130,27 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Marks activity on a workspace (any API call).
     async fn touch(&self, workspace_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Inserts `record` only if fewer than `cap` records exist; atomic, so a fleet-wide
+    /// workspace cap holds across replicas (records of starting workspaces count).
+    async fn reserve(&self, record: &WorkspaceRecord, cap: usize) -> Result<bool, StoreError>;
+
+    /// Appends a healthy, unbound workspace to the warm pool.
+    async fn pool_push(&self, workspace_id: &str) -> Result<(), StoreError>;
+
+    /// Atomically: if the conversation is bound, says so; otherwise pops a pool member
+    /// and binds it to the conversation. A member is never handed out twice.
+    async fn pool_claim(&self, key: &ConversationKey) -> Result<Claim, StoreError>;
+
+    /// Removes a member from the pool; `false` if it was not there.
+    async fn pool_remove(&self, workspace_id: &str) -> Result<bool, StoreError>;
+
+    /// The pool's members, oldest first.
+    async fn pool_members(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The sizing set at run time, if any (overrides the configured one).
+    async fn pool_sizing(&self) -> Result<Option<PoolSizing>, StoreError>;
+    async fn set_pool_sizing(&self, sizing: PoolSizing) -> Result<(), StoreError>;
 
     /// Takes a lock for `ttl_ms` if free (or already held by `owner`).
     async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;

@@ -58,16 +58,22 @@ pub fn test_config(fleet: &str) -> Config {
             TokenConfig {
                 tenant: "acme".into(),
                 token: TOKEN_ACME.into(),
+                admin: true,
             },
             TokenConfig {
                 tenant: "globex".into(),
                 token: TOKEN_GLOBEX.into(),
+                admin: false,
             },
         ],
         keepalive_secs: 1,
         shutdown_grace_secs: 1,
         ..Config::default()
     };
+    // Tests that want a warm pool or the reaper turn them on themselves.
+    cfg.pool.min = 0;
+    cfg.pool.max = 0;
+    cfg.gc.enabled = false;
     cfg.docker.image = IMAGE.into();
     cfg.docker.socket_root = PathBuf::from(format!("/tmp/cpt/{fleet}"));
     cfg.docker.memory_bytes = 256 * 1024 * 1024;
@@ -307,4 +313,54 @@ pub fn init_logs() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// A `redis-server` on a free loopback port for one test, killed on drop.
+pub struct TestRedis {
+    child: std::process::Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        TestRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,281 @@
+//! The reaper: a loop (every `gc.interval_secs`) around a callable one-shot
+//! [`Reaper::sweep`] (the GC Lambda calls the same). A sweep destroys bound
+//! workspaces idle longer than the idle TTL ("activity" = any API call for the
+//! conversation, and executions keep it active while they run) or older than the
+//! absolute TTL, syncing their files first and confirming on two consecutive sweeps;
+//! recycles pool members past the absolute TTL; removes labelled containers that have
+//! no record (orphans) once past a grace period, and records whose container is gone.
+//! A failing item is counted and skipped; it never stops the sweep. Only one replica
+//! sweeps at a time (a store lock).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    error::{Error, Result},
+    metrics::ResultLabel,
+    orchestrator::Orchestrator,
+    store::{lease::Lease, WorkspaceRecord, WorkspaceState},
+    time_util::now_ms,
+};
+
+const GC_LEASE: &str = "gc";
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Workspaces destroyed, by reason.
+    pub destroyed: Vec<(String, String)>,
+    /// Idle or expired workspaces seen for the first time (destroyed next sweep).
+    pub suspected: usize,
+    /// Records dropped because their container is gone.
+    pub dropped_records: usize,
+    pub errors: usize,
+    /// True if another replica held the sweep lock.
+    pub skipped: bool,
+}
+
+impl SweepReport {
+    pub fn destroyed_ids(&self) -> Vec<&str> {
+        self.destroyed.iter().map(|(w, _)| w.as_str()).collect()
+    }
+}
+
+pub struct Reaper {
+    orch: Arc<Orchestrator>,
+    /// Workspaces found idle/expired by the previous sweep, with the reason.
+    suspects: Mutex<HashMap<String, &'static str>>,
+}
+
+impl Reaper {
+    pub fn new(orch: Arc<Orchestrator>) -> Self {
+        Self {
+            orch,
+            suspects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs sweeps every `gc.interval_secs` until `stop`.
+    pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let every = Duration::from_secs(self.orch.config().gc.interval_secs);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let r = self.sweep().await;
+                if !r.destroyed.is_empty() || r.errors > 0 {
+                    info!(destroyed = r.destroyed.len(), errors = r.errors, "gc sweep");
+                }
+            }
+        })
+    }
+
+    /// One sweep.
+    pub async fn sweep(&self) -> SweepReport {
+        let mut report = SweepReport::default();
+        let store = self.orch.store().clone();
+        let owner = self.orch.instance_id().to_string();
+        let lease = match Lease::try_acquire(&store, GC_LEASE, &owner).await {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                report.skipped = true;
+                return report;
+            }
+            Err(e) => {
+                warn!(error = %e, "gc: store unavailable");
+                report.errors += 1;
+                self.count(&report);
+                return report;
+            }
+        };
+        if let Err(e) = self.sweep_locked(&mut report).await {
+            warn!(error = %e, "gc sweep aborted");
+            report.errors += 1;
+        }
+        lease.release().await;
+        self.count(&report);
+        report
+    }
+
+    fn count(&self, report: &SweepReport) {
+        let result = if report.errors == 0 {
+            "success"
+        } else {
+            "error"
+        };
+        self.orch
+            .metrics()
+            .gc_cycles
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    async fn sweep_locked(&self, report: &mut SweepReport) -> Result<()> {
+        let cfg = &self.orch.config().gc;
+        let store = self.orch.store();
+        let runtime = self.orch.runtime();
+        let now = now_ms();
+        let idle_ms = (cfg.idle_ttl_secs as i64).saturating_mul(1000);
+        let max_age_ms = (cfg.absolute_ttl_secs as i64).saturating_mul(1000);
+        let grace_ms = (cfg.orphan_grace_secs as i64).saturating_mul(1000);
+
+        let records = store.records().await?;
+        let live: HashMap<String, _> = runtime
+            .list()
+            .await?
+            .into_iter()
+            .map(|w| (w.workspace_id.clone(), w))
+            .collect();
+        let recorded: HashSet<&str> = records.iter().map(|r| r.workspace_id.as_str()).collect();
+        let mut still_suspect = HashMap::new();
+        let previous = self.suspects.lock().map(|m| m.clone()).unwrap_or_default();
+
+        for rec in &records {
+            let ws = rec.workspace_id.as_str();
+            let outcome: Result<Option<&'static str>> = async {
+                match (rec.state, live.get(ws)) {
+                    (WorkspaceState::Starting, _) => {
+                        // A reservation whose creator died mid-create (normally settled
+                        // by `resolve_abandoned_starts`; this is the backstop).
+                        if now - rec.created_at_ms > grace_ms
+                            && !self.orch.instance_alive(&rec.created_by).await?
+                        {
+                            self.destroy(rec, "stale_start").await?;
+                            return Ok(Some("stale_start"));
+                        }
+                        Ok(None)
+                    }
+                    (_, None) => {
+                        self.forget(rec).await?;
+                        report.dropped_records += 1;
+                        Ok(None)
+                    }
+                    (_, Some(w)) if !w.running => {
+                        self.destroy(rec, "dead").await?;
+                        Ok(Some("dead"))
+                    }
+                    (WorkspaceState::Pooled, _) => {
+                        if now - rec.created_at_ms > max_age_ms && store.pool_remove(ws).await? {
+                            self.destroy(rec, "recycled").await?;
+                            return Ok(Some("recycled"));
+                        }
+                        Ok(None)
+                    }
+                    (WorkspaceState::Bound, _) => {
+                        let expired = now - rec.created_at_ms > max_age_ms;
+                        let running = self.orch.running_executions(ws) > 0;
+                        let idle = !running && now - rec.last_active_ms > idle_ms;
+                        let reason = if expired {
+                            "expired"
+                        } else if idle {
+                            "idle"
+                        } else {
+                            return Ok(None);
+                        };
+                        if previous.get(ws) != Some(&reason) {
+                            still_suspect.insert(ws.to_string(), reason);
+                            report.suspected += 1;
+                            return Ok(None);
+                        }
+                        // Confirmed on a second sweep. Re-read: activity since?
+                        let fresh = store.record(ws).await?;
+                        if let Some(f) = &fresh {
+                            let idle_now = self.orch.running_executions(ws) == 0
+                                && now_ms() - f.last_active_ms > idle_ms;
+                            if reason == "idle" && !idle_now {
+                                return Ok(None);
+                            }
+                        }
+                        // Nothing is lost: files are synced before the destroy; a
+                        // failed sync keeps the workspace for the next sweep.
+                        self.orch.sync_workspace(rec).await?;
+                        self.destroy(rec, reason).await?;
+                        Ok(Some(reason))
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(Some(reason)) => report.destroyed.push((ws.to_string(), reason.into())),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(workspace_id = ws, error = %e, "gc: item failed");
+                    report.errors += 1;
+                }
+            }
+        }
+
+        // Labelled containers without a record: orphans (after a grace period, so a
+        // creation in flight on another replica is not mistaken for one).
+        for (ws, w) in &live {
+            if recorded.contains(ws.as_str()) {
+                continue;
+            }
+            let age = now - w.created_at_ms;
+            if w.created_at_ms > 0 && age <= grace_ms {
+                continue;
+            }
+            match runtime.destroy(ws).await {
+                Ok(()) => {
+                    self.orch
+                        .metrics()
+                        .containers_destroyed
+                        .get_or_create(&crate::metrics::ReasonLabel {
+                            reason: "orphan".into(),
+                        })
+                        .inc();
+                    crate::audit::record(
+                        crate::audit::AuditEvent::ContainerDestroyed,
+                        w.tenant_id.as_deref().unwrap_or(""),
+                        w.conversation_id.as_deref().unwrap_or(""),
+                        ws,
+                        "orphan",
+                    );
+                    report.destroyed.push((ws.clone(), "orphan".into()));
+                }
+                Err(e) => {
+                    warn!(workspace_id = %ws, error = %e, "gc: removing an orphan failed");
+                    report.errors += 1;
+                }
+            }
+        }
+
+        if let Ok(mut m) = self.suspects.lock() {
+            *m = still_suspect;
+        }
+        self.orch
+            .metrics()
+            .active_containers
+            .set(store.records().await?.len() as i64);
+        Ok(())
+    }
+
+    async fn destroy(&self, rec: &WorkspaceRecord, reason: &str) -> Result<()> {
+        self.orch.destroy_workspace(rec, reason).await
+    }
+
+    /// Drops a record (and its binding) whose container no longer exists.
+    async fn forget(&self, rec: &WorkspaceRecord) -> Result<()> {
+        let store = self.orch.store();
+        if let (Some(t), Some(c)) = (&rec.tenant_id, &rec.conversation_id) {
+            store
+                .unbind(&crate::store::ConversationKey::new(t, c), &rec.workspace_id)
+                .await?;
+        }
+        store.pool_remove(&rec.workspace_id).await?;
+        store
+            .delete_record(&rec.workspace_id)
+            .await
+            .map_err(Error::from)
+    }
+}

@@ -1,0 +1,423 @@
+//! The Redis state store, shared by several control-plane replicas: bindings and
+//! workspace records in hashes, the warm pool in a list, locks as `SET NX PX` keys.
+//! Operations that must be atomic across replicas (bind-if-absent, claim-and-bind,
+//! compare-and-delete, reserve-under-cap) are single commands or Lua scripts.
+//!
+//! Keys, all under `aw:<fleet>:`: `bindings` (hash `<tenant>:<conversation>` →
+//! workspace id), `records` (hash workspace id → JSON record), `active` (hash
+//! workspace id → last activity, ms; kept apart so touches never rewrite records),
+//! `pool` (list), `pool-sizing` (JSON), `lock:<name>`.
+
+use async_trait::async_trait;
+use redis::{aio::ConnectionManager, AsyncCommands, Script};
+
+use super::{Claim, ConversationKey, PoolSizing, StateStore, StoreError, WorkspaceRecord};
+
+/// [`StateStore`] on Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn field(key: &ConversationKey) -> String {
+    format!("{}:{}", key.tenant_id, key.conversation_id)
+}
+
+const CLAIM: &str = r#"
+local bound = redis.call('HGET', KEYS[1], ARGV[1])
+if bound then return {'bound', bound} end
+local ws = redis.call('LPOP', KEYS[2])
+if not ws then return {'empty', ''} end
+redis.call('HSET', KEYS[1], ARGV[1], ws)
+return {'claimed', ws}
+"#;
+
+const COMPARE_HDEL: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
+const RESERVE: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"#;
+
+const TOUCH: &str = r#"
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"#;
+
+const PUSH_UNIQUE: &str = r#"
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+return redis.call('RPUSH', KEYS[1], ARGV[1])
+"#;
+
+const LOCK: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if cur then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+impl RedisStore {
+    /// Connects (with reconnection handled by the connection manager) and checks the
+    /// server answers.
+    pub async fn connect(url: &str, fleet: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
+        let store = Self {
+            conn,
+            prefix: format!("aw:{fleet}:"),
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn decode(
+        &self,
+        id: &str,
+        json: &str,
+        active: Option<i64>,
+    ) -> Result<WorkspaceRecord, StoreError> {
+        let mut rec: WorkspaceRecord =
+            serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+                key: format!("{}records/{id}", self.prefix),
+                message: e.to_string(),
+            })?;
+        if let Some(a) = active {
+            rec.last_active_ms = rec.last_active_ms.max(a);
+        }
+        Ok(rec)
+    }
+
+    fn encode(rec: &WorkspaceRecord) -> Result<String, StoreError> {
+        serde_json::to_string(rec).map_err(|e| StoreError::Corrupt {
+            key: rec.workspace_id.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn binding(&self, key: &ConversationKey) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.hget(self.key("bindings"), field(key))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn bind_if_absent(
+        &self,
+        key: &ConversationKey,
+        workspace_id: &str,
+    ) -> Result<String, StoreError> {
+        let mut c = self.conn.clone();
+        let set: bool = c
+            .hset_nx(self.key("bindings"), field(key), workspace_id)
+            .await
+            .map_err(unavailable)?;
+        if set {
+            return Ok(workspace_id.to_string());
+        }
+        let cur: Option<String> = c
+            .hget(self.key("bindings"), field(key))
+            .await
+            .map_err(unavailable)?;
+        // Unbound between the two calls: try once more.
+        match cur {
+            Some(ws) => Ok(ws),
+            None => {
+                let set: bool = c
+                    .hset_nx(self.key("bindings"), field(key), workspace_id)
+                    .await
+                    .map_err(unavailable)?;
+                if set {
+                    Ok(workspace_id.to_string())
+                } else {
+                    self.binding(key)
+                        .await?
+                        .ok_or_else(|| StoreError::Unavailable("binding raced".into()))
+                }
+            }
+        }
+    }
+
+    async fn unbind(&self, key: &ConversationKey, workspace_id: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = Script::new(COMPARE_HDEL)
+            .key(self.key("bindings"))
+            .arg(field(key))
+            .arg(workspace_id)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn bindings(&self) -> Result<Vec<(ConversationKey, String)>, StoreError> {
+        let mut c = self.conn.clone();
+        let all: Vec<(String, String)> =
+            c.hgetall(self.key("bindings")).await.map_err(unavailable)?;
+        let mut out: Vec<_> = all
+            .into_iter()
+            .filter_map(|(f, ws)| {
+                let (t, conv) = f.split_once(':')?;
+                Some((ConversationKey::new(t, conv), ws))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn put_record(&self, record: &WorkspaceRecord) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let json = Self::encode(record)?;
+        redis::pipe()
+            .atomic()
+            .hset(self.key("records"), &record.workspace_id, json)
+            .ignore()
+            .hset(
+                self.key("active"),
+                &record.workspace_id,
+                record.last_active_ms,
+            )
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn record(&self, workspace_id: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
+        let mut c = self.conn.clone();
+        let (json, active): (Option<String>, Option<i64>) = redis::pipe()
+            .hget(self.key("records"), workspace_id)
+            .hget(self.key("active"), workspace_id)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| self.decode(workspace_id, &j, active))
+            .transpose()
+    }
+
+    async fn delete_record(&self, workspace_id: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hdel(self.key("records"), workspace_id)
+            .ignore()
+            .hdel(self.key("active"), workspace_id)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn records(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
+        let mut c = self.conn.clone();
+        let (recs, active): (
+            Vec<(String, String)>,
+            std::collections::HashMap<String, i64>,
+        ) = redis::pipe()
+            .hgetall(self.key("records"))
+            .hgetall(self.key("active"))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut out = recs
+            .iter()
+            .map(|(id, json)| self.decode(id, json, active.get(id).copied()))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        Ok(out)
+    }
+
+    async fn touch(&self, workspace_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        Script::new(TOUCH)
+            .key(self.key("active"))
+            .arg(workspace_id)
+            .arg(now_ms)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn reserve(&self, record: &WorkspaceRecord, cap: usize) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let ok: i64 = Script::new(RESERVE)
+            .key(self.key("records"))
+            .arg(&record.workspace_id)
+            .arg(Self::encode(record)?)
+            .arg(cap)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if ok == 1 {
+            let _: () = c
+                .hset(
+                    self.key("active"),
+                    &record.workspace_id,
+                    record.last_active_ms,
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(ok == 1)
+    }
+
+    async fn pool_push(&self, workspace_id: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        Script::new(PUSH_UNIQUE)
+            .key(self.key("pool"))
+            .arg(workspace_id)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn pool_claim(&self, key: &ConversationKey) -> Result<Claim, StoreError> {
+        let mut c = self.conn.clone();
+        let (kind, ws): (String, String) = Script::new(CLAIM)
+            .key(self.key("bindings"))
+            .key(self.key("pool"))
+            .arg(field(key))
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(match kind.as_str() {
+            "bound" => Claim::AlreadyBound(ws),
+            "claimed" => Claim::Claimed(ws),
+            _ => Claim::Empty,
+        })
+    }
+
+    async fn pool_remove(&self, workspace_id: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = c
+            .lrem(self.key("pool"), 0, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn pool_members(&self) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.lrange(self.key("pool"), 0, -1).await.map_err(unavailable)
+    }
+
+    async fn pool_sizing(&self) -> Result<Option<PoolSizing>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = c.get(self.key("pool-sizing")).await.map_err(unavailable)?;
+        v.map(|j| {
+            serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                key: self.key("pool-sizing"),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_pool_sizing(&self, sizing: PoolSizing) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(&sizing).map_err(|e| StoreError::Corrupt {
+            key: self.key("pool-sizing"),
+            message: e.to_string(),
+        })?;
+        c.set(self.key("pool-sizing"), json)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = Script::new(LOCK)
+            .key(self.key(&format!("lock:{name}")))
+            .arg(owner)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        Script::new(UNLOCK)
+            .key(self.key(&format!("lock:{name}")))
+            .arg(owner)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::RedisStore;
+    use crate::store::{conformance, StateStore};
+
+    #[tokio::test]
+    async fn passes_the_store_suite_on_a_real_redis() {
+        let server = conformance::RedisServer::start();
+        let store = RedisStore::connect(&server.url, "suite").await.unwrap();
+        conformance::suite(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn fleets_do_not_see_each_other() {
+        let server = conformance::RedisServer::start();
+        let a = RedisStore::connect(&server.url, "a").await.unwrap();
+        let b = RedisStore::connect(&server.url, "b").await.unwrap();
+        a.pool_push("w").await.unwrap();
+        assert!(b.pool_members().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_a_clear_error() {
+        let err = RedisStore::connect("redis://127.0.0.1:1/", "x")
+            .await
+            .err()
+            .expect("no server on port 1");
+        assert!(err.to_string().contains("unavailable"), "{err}");
+    }
+}
