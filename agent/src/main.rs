@@ -23,6 +23,7 @@ fn init_logging(config: &Config) -> Result<(), String> {
         .map_err(|e| format!("WORKSPACE_AGENT_LOG {:?}: {e}", config.log))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
@@ -40,7 +41,10 @@ fn serve(mut config: Config) -> ExitCode {
         eprintln!("workspace-agent: invalid configuration: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("workspace-agent: cannot start the runtime: {e}");

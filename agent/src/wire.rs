@@ -70,7 +70,8 @@ pub struct CommandSpec {
     pub argv: Vec<String>,
     #[serde(default)]
     pub shell: bool,
-    /// Extra environment variables (on top of the agent's clean base environment).
+    /// Extra environment variables, set on top of the agent's own environment (from
+    /// which the agent's `WORKSPACE_AGENT_*` settings are removed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Working directory relative to the workspace root (default: the root).
@@ -271,7 +272,10 @@ impl SseDecoder {
 
 fn find_frame_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| (p, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -406,8 +410,7 @@ mod tests {
                 ..Default::default()
             })
         );
-        let r: ExecuteRequest =
-            serde_json::from_str(r#"{"mode":"agent","prompt":"hi"}"#).unwrap();
+        let r: ExecuteRequest = serde_json::from_str(r#"{"mode":"agent","prompt":"hi"}"#).unwrap();
         assert!(matches!(r, ExecuteRequest::Agent(AgentSpec { ref prompt, .. }) if prompt == "hi"));
         assert!(serde_json::from_str::<ExecuteRequest>(r#"{"mode":"shell"}"#).is_err());
         assert!(
