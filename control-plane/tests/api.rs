@@ -444,7 +444,7 @@ async fn files_round_trip_and_confinement() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 204);
     let r = http
         .get(files("path=dir/a.txt"))
         .bearer_auth(TOKEN_ACME)

@@ -166,8 +166,7 @@ async fn agent_mode_maps_the_recorded_stream_json() {
     let fixture_dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fixtures");
     let script = std::fs::read(fixture_dir.join("fake-claude.sh")).expect("fake CLI fixture");
-    let ndjson =
-        std::fs::read(fixture_dir.join("claude-stream.ndjson")).expect("stream-json fixture");
+    let ndjson = std::fs::read(fixture_dir.join("stream.ndjson")).expect("stream-json fixture");
 
     let mut cfg = test_config(&new_fleet("agentmode"));
     cfg.docker.extra_env.insert(
@@ -175,14 +174,11 @@ async fn agent_mode_maps_the_recorded_stream_json() {
         "/workspace/.fake/claude".into(),
     );
     cfg.docker.extra_env.insert(
-        "FAKE_CLAUDE_FIXTURE".into(),
-        "/workspace/.fake/claude-stream.ndjson".into(),
+        "WORKSPACE_AGENT_CLAUDE_ARGS".into(),
+        "--fixture /workspace/.fake/stream.ndjson".into(),
     );
     let plane = Plane::start_cfg(cfg).await;
-    for (path, body) in [
-        (".fake/claude", script),
-        (".fake/claude-stream.ndjson", ndjson),
-    ] {
+    for (path, body) in [(".fake/claude", script), (".fake/stream.ndjson", ndjson)] {
         let r = plane
             .http
             .put(plane.url(&format!("/v1/conversations/am/files?path={path}")))
@@ -206,12 +202,36 @@ async fn agent_mode_maps_the_recorded_stream_json() {
             }),
         )
         .await;
+    // The same recorded stream the agent's own test maps (agent/tests/exec.rs), now
+    // through the container and the control plane: the event sequence is exact.
     let names: Vec<&str> = events.iter().map(|e| e.name()).collect();
-    assert_eq!(names[0], "workspace");
-    assert!(names.contains(&"text_delta"), "{names:?}");
-    assert!(names.contains(&"tool_use"), "{names:?}");
-    assert!(names.contains(&"tool_result"), "{names:?}");
-    assert_eq!(*names.last().unwrap(), "result", "{names:?}");
+    assert_eq!(
+        names,
+        vec![
+            "workspace",
+            "text_delta",
+            "text_delta",
+            "tool_use",
+            "tool_result",
+            "stdout",
+            "stderr",
+            "tool_use",
+            "tool_result",
+            "stdout",
+            "text_delta",
+            "text_delta",
+            "text_delta",
+            "result"
+        ],
+        "{events:#?}"
+    );
+    assert!(
+        matches!(&events[3], Event::ToolUse { id, name, .. } if id == "toolu_bdrk_01XyZ" && name == "Bash")
+    );
+    assert!(matches!(
+        &events[8],
+        Event::ToolResult { is_error: true, .. }
+    ));
     let text: String = events
         .iter()
         .filter_map(|e| match e {
@@ -219,12 +239,33 @@ async fn agent_mode_maps_the_recorded_stream_json() {
             _ => None,
         })
         .collect();
-    assert!(!text.is_empty());
+    assert!(text.starts_with("I'll list the files"), "{text}");
     match events.last().unwrap() {
         Event::Result(r) => {
-            assert!(r.session_id.is_some(), "{r:?}");
+            assert_eq!(
+                r.session_id.as_deref(),
+                Some("8f0c1f5e-5d2a-4c59-9a43-0f8e2c1d7b11")
+            );
             assert_eq!(r.exit_code, Some(0));
+            assert!(!r.is_error);
         }
         other => panic!("{other:?}"),
+    }
+    // The CLI ran headless with Bedrock through the egress proxy, and no credential.
+    let (out, _, _) = plane
+        .sh(
+            "am",
+            "cat /workspace/.fake-claude-args /workspace/.fake-claude-env",
+        )
+        .await;
+    for needle in [
+        "-p",
+        "stream-json",
+        "--verbose",
+        "CLAUDE_CODE_USE_BEDROCK=1",
+        "CLAUDE_CODE_SKIP_BEDROCK_AUTH=1",
+        "ANTHROPIC_BEDROCK_BASE_URL=http://127.0.0.1:8080",
+    ] {
+        assert!(out.contains(needle), "{needle} missing in {out}");
     }
 }
