@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +133,12 @@ impl Server {
                 stop_signal.cancelled().await;
                 tokio::time::sleep(grace).await;
                 streams.cancel();
+            });
+            // Small SSE frames must not wait for Nagle and delayed ACKs (40 ms stalls).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    warn!(error = %e, "cannot set TCP_NODELAY");
+                }
             });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
