@@ -29,6 +29,8 @@ stage_static() {
   mapfile -t scripts < <(git ls-files '*.sh' .ci/run; git ls-files --others --exclude-standard '*.sh')
   shellcheck "${scripts[@]}" || rc=1
   python3 deployment/seccomp/derive.py --check || rc=1
+  promtool check config monitoring/prometheus/prometheus.yml || rc=1
+  promtool test rules monitoring/prometheus/alerts/workspace-alerts.test.yml || rc=1
   return "$rc"
 }
 

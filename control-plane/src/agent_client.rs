@@ -159,6 +159,67 @@ impl AgentClient {
             }
         }
     }
+
+    /// `GET /manifest` (file sync): the workspace's entries with content hashes; the
+    /// agent stops listing past the limits in `query` and answers the totals.
+    pub async fn manifest(
+        &self,
+        query: &wire::ManifestQuery,
+    ) -> Result<wire::Manifest, AgentError> {
+        let qs =
+            serde_urlencoded::to_string(query).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let uri = if qs.is_empty() {
+            wire::routes::MANIFEST.to_string()
+        } else {
+            format!("{}?{qs}", wire::routes::MANIFEST)
+        };
+        let resp = self
+            .send(Self::request(Method::GET, &uri, Body::empty())?)
+            .await?;
+        let resp = error_for_status(resp).await?;
+        let bytes = collect(resp.into_body()).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AgentError::Protocol(format!("invalid manifest: {e}")))
+    }
+
+    /// `POST /archive/export` (file sync): a tar of exactly `paths`, as a streaming body.
+    pub async fn export_entries(&self, paths: &[String]) -> Result<Incoming, AgentError> {
+        let body = serde_json::to_vec(&wire::ExportRequest {
+            paths: paths.to_vec(),
+        })
+        .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let mut r = Self::request(Method::POST, wire::routes::ARCHIVE_EXPORT, Body::from(body))?;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let resp = error_for_status(self.send(r).await?).await?;
+        Ok(resp.into_body())
+    }
+
+    /// `PUT /archive?links=preserve` (the restore of a synced workspace): symlinks that
+    /// point outside the root are created as they are; nothing is written through a
+    /// symlink. Only the control plane builds this URI; the public archive route never
+    /// passes a query to the agent.
+    pub async fn import_archive_preserving_links(
+        &self,
+        tar: Body,
+    ) -> Result<wire::ImportResult, AgentError> {
+        let qs = serde_urlencoded::to_string(wire::ArchiveImportQuery {
+            links: wire::LinkPolicy::Preserve,
+        })
+        .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let uri = format!("{}?{qs}", wire::routes::ARCHIVE);
+        let mut r = Self::request(Method::PUT, &uri, tar)?;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-tar"),
+        );
+        let resp = error_for_status(self.send(r).await?).await?;
+        let bytes = collect(resp.into_body()).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AgentError::Protocol(format!("invalid import answer: {e}")))
+    }
 }
 
 async fn handshake<S>(

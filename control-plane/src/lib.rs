@@ -24,4 +24,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod time_util;

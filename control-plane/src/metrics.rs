@@ -31,11 +31,14 @@ pub struct ReasonLabel {
 /// All metrics; cheap to clone (each metric is an `Arc` inside).
 #[derive(Clone)]
 pub struct Metrics {
-    /// Executions by outcome: success | error | timeout.
+    /// Executions by the platform's outcome: success (a result, whatever the exit
+    /// code) | timeout | error (ended by an `error` event) | cancelled (the caller left).
     pub requests: Family<StatusLabel, Counter>,
     /// HTTP answers by route template and status code.
     pub http_responses: Family<RouteLabels, Counter>,
     pub active_containers: Gauge,
+    /// The configured fleet-wide cap (for "near capacity" alerts).
+    pub max_workspaces: Gauge,
     pub active_executions: Gauge,
     /// Time from "need a workspace" to "its agent answers", by source.
     pub container_startup_seconds: Family<SourceLabel, Histogram>,
@@ -72,6 +75,7 @@ impl Metrics {
             requests: Family::default(),
             http_responses: Family::default(),
             active_containers: Gauge::default(),
+            max_workspaces: Gauge::default(),
             active_executions: Gauge::default(),
             container_startup_seconds: Family::new_with_constructor(startup_histogram),
             container_crashes: Counter::default(),
@@ -89,7 +93,7 @@ impl Metrics {
         let r = registry;
         r.register(
             "workspace_requests",
-            "Executions by outcome (success, error, timeout)",
+            "Executions by the platform's outcome (success, timeout, error, cancelled)",
             m.requests.clone(),
         );
         r.register(
@@ -101,6 +105,11 @@ impl Metrics {
             "workspace_active_containers",
             "Workspaces known to this control plane",
             m.active_containers.clone(),
+        );
+        r.register(
+            "workspace_max_workspaces",
+            "The configured fleet-wide workspace cap",
+            m.max_workspaces.clone(),
         );
         r.register(
             "workspace_active_executions",

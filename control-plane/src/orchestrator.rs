@@ -823,10 +823,11 @@ fn relay_events(
             },
         };
         if ev.is_terminal() {
+            // The platform's outcome, not the command's: a command that exits 1 was
+            // served successfully; an `error` event means the platform failed it.
             guard.outcome = match &ev {
                 Event::Result(r) if r.timed_out => "timeout",
-                Event::Result(r) if !r.is_error && r.exit_code == Some(0) => "success",
-                Event::Result(_) => "error",
+                Event::Result(_) => "success",
                 _ => "error",
             };
             drop(guard);

@@ -95,6 +95,7 @@ impl Server {
         metrics
             .active_containers
             .set(orch.store().records().await?.len() as i64);
+        metrics.max_workspaces.set(cfg.max_workspaces as i64);
 
         let listener = TcpListener::bind(cfg.listen)
             .await

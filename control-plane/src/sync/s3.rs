@@ -1,0 +1,536 @@
+//! [`S3Store`]: objects in an S3 bucket below a prefix, with `aws-sdk-s3`.
+//!
+//! Credentials come from the standard chain (environment, profile, web identity, ECS
+//! task role, IMDS), region from the config or the chain (else `us-east-1`). An
+//! endpoint URL and path-style addressing make it work against moto or another
+//! S3-compatible store. Every PUT asks for server-side encryption (`AES256`, or
+//! `aws:kms` with a key id) unless turned off. Large uploads stream from the spooled
+//! file; downloads stream into a file; listing paginates; deletes go in batches of 1000.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_s3::{
+    error::DisplayErrorContext,
+    primitives::{ByteStream, Length},
+    types::{Delete, ObjectIdentifier, ServerSideEncryption},
+    Client,
+};
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use super::config::{SseMode, SyncConfig};
+use super::key::ObjectKey;
+use super::object_store::{ObjectStore, ObjectStoreError};
+
+/// Server-side encryption of each PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    None,
+    Aes256,
+    Kms { key_id: String },
+}
+
+impl Sse {
+    pub fn from_config(cfg: &SyncConfig) -> Self {
+        match cfg.sse {
+            SseMode::None => Sse::None,
+            SseMode::Aes256 => Sse::Aes256,
+            SseMode::Kms => Sse::Kms {
+                key_id: cfg.sse_kms_key_id.clone().unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// Objects in `s3://<bucket>/<prefix>/`.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    sse: Sse,
+}
+
+impl S3Store {
+    /// A store over an existing client (tests build one with static credentials).
+    pub fn from_client(
+        client: Client,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+        sse: Sse,
+    ) -> Self {
+        S3Store {
+            client,
+            bucket: bucket.into(),
+            prefix: prefix.into().trim_matches('/').to_string(),
+            sse,
+        }
+    }
+
+    /// A store from the `[sync]` settings (`backend = "s3"`), credentials from the
+    /// standard chain. No request is made here.
+    pub async fn from_config(cfg: &SyncConfig) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = &cfg.s3_region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            b = b.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(url) = &cfg.s3_endpoint_url {
+            b = b.endpoint_url(url);
+        }
+        b = b.force_path_style(cfg.s3_force_path_style);
+        let client = Client::from_conf(b.build());
+        Self::from_client(
+            client,
+            cfg.s3_bucket.clone(),
+            cfg.s3_prefix.clone(),
+            Sse::from_config(cfg),
+        )
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn full_key(&self, key: &ObjectKey) -> String {
+        if self.prefix.is_empty() {
+            key.as_str().to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    fn loc(&self, key: &ObjectKey) -> String {
+        format!("s3://{}/{}", self.bucket, self.full_key(key))
+    }
+
+    async fn put_body(&self, key: &ObjectKey, body: ByteStream) -> Result<(), ObjectStoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .body(body);
+        req = match &self.sse {
+            Sse::None => req,
+            Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Sse::Kms { key_id } => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key_id),
+        };
+        req.send()
+            .await
+            .map_err(|e| ObjectStoreError::failed("put", self.loc(key), DisplayErrorContext(&e)))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<(), ObjectStoreError> {
+        self.put_body(key, ByteStream::from(data)).await
+    }
+
+    async fn put_file_range(
+        &self,
+        key: &ObjectKey,
+        file: &Path,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ObjectStoreError> {
+        if len <= 1024 * 1024 {
+            let data = super::object_store::read_range(file, offset, len)
+                .await
+                .map_err(|e| ObjectStoreError::failed("read", file.display().to_string(), e))?;
+            return self.put(key, data).await;
+        }
+        let body = ByteStream::read_from()
+            .path(file)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| ObjectStoreError::failed("read", file.display().to_string(), e))?;
+        self.put_body(key, body).await
+    }
+
+    async fn get(&self, key: &ObjectKey, max_len: u64) -> Result<Option<Bytes>, ObjectStoreError> {
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(ObjectStoreError::failed(
+                    "get",
+                    self.loc(key),
+                    DisplayErrorContext(&e),
+                ))
+            }
+        };
+        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
+        if declared > max_len {
+            return Err(ObjectStoreError::TooLarge {
+                location: self.loc(key),
+                size: declared,
+                limit: max_len,
+            });
+        }
+        let mut body = resp.body;
+        let mut buf = Vec::with_capacity(declared as usize);
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| ObjectStoreError::failed("get", self.loc(key), e))?
+        {
+            buf.extend_from_slice(&chunk);
+            if buf.len() as u64 > max_len {
+                return Err(ObjectStoreError::TooLarge {
+                    location: self.loc(key),
+                    size: buf.len() as u64,
+                    limit: max_len,
+                });
+            }
+        }
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    async fn get_to_file(
+        &self,
+        key: &ObjectKey,
+        dest: &Path,
+        max_len: u64,
+    ) -> Result<Option<u64>, ObjectStoreError> {
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(ObjectStoreError::failed(
+                    "get",
+                    self.loc(key),
+                    DisplayErrorContext(&e),
+                ))
+            }
+        };
+        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
+        if declared > max_len {
+            return Err(ObjectStoreError::TooLarge {
+                location: self.loc(key),
+                size: declared,
+                limit: max_len,
+            });
+        }
+        let write_err =
+            |e: std::io::Error| ObjectStoreError::failed("write", dest.display().to_string(), e);
+        let mut out = tokio::fs::File::create(dest).await.map_err(write_err)?;
+        let mut body = resp.body;
+        let mut n = 0u64;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| ObjectStoreError::failed("get", self.loc(key), e))?
+        {
+            n += chunk.len() as u64;
+            if n > max_len {
+                return Err(ObjectStoreError::TooLarge {
+                    location: self.loc(key),
+                    size: n,
+                    limit: max_len,
+                });
+            }
+            out.write_all(&chunk).await.map_err(write_err)?;
+        }
+        out.flush().await.map_err(write_err)?;
+        Ok(Some(n))
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<u64>, ObjectStoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(r) => Ok(Some(r.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(ObjectStoreError::failed(
+                "head",
+                self.loc(key),
+                DisplayErrorContext(&e),
+            )),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), ObjectStoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| {
+                ObjectStoreError::failed("delete", self.loc(key), DisplayErrorContext(&e))
+            })?;
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<(), ObjectStoreError> {
+        let where_ = format!("s3://{}/{}", self.bucket, self.prefix);
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(self.full_key(k)).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ObjectStoreError::failed("delete", where_.clone(), e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| ObjectStoreError::failed("delete", where_.clone(), e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| {
+                    ObjectStoreError::failed("delete", where_.clone(), DisplayErrorContext(&e))
+                })?;
+            if let Some(err) = out.errors().first() {
+                return Err(ObjectStoreError::failed(
+                    "delete",
+                    format!("s3://{}/{}", self.bucket, err.key().unwrap_or("?")),
+                    format!(
+                        "{} ({} of {} keys failed)",
+                        err.message().or(err.code()).unwrap_or("unknown error"),
+                        out.errors().len(),
+                        chunk.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, ObjectStoreError> {
+        let full = format!("{}/", self.full_key(prefix));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                ObjectStoreError::failed(
+                    "list",
+                    format!("s3://{}/{full}", self.bucket),
+                    DisplayErrorContext(&e),
+                )
+            })?;
+            for obj in page.contents() {
+                let Some(k) = obj.key().and_then(|k| k.strip_prefix(&strip)) else {
+                    continue;
+                };
+                // Keys written by something else that are not valid keys are ignored.
+                if let Ok(k) = ObjectKey::new(k) {
+                    out.push(k);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::testing::MotoServer;
+    use futures::StreamExt;
+
+    fn k(s: &str) -> ObjectKey {
+        ObjectKey::new(s).unwrap()
+    }
+
+    fn moto() -> MotoServer {
+        MotoServer::start().unwrap_or_else(|e| panic!("moto_server is required: {e}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_store_against_moto() {
+        let m = moto();
+        m.create_bucket("sync-unit", false).await.unwrap();
+        let client = m.s3_client();
+        let s = S3Store::from_client(client.clone(), "sync-unit", "pre/fix", Sse::Aes256);
+        assert_eq!(s.describe(), "s3://sync-unit/pre/fix");
+        assert_eq!(s.get(&k("t/c/x"), 100).await.unwrap(), None);
+        assert_eq!(s.head(&k("t/c/x")).await.unwrap(), None);
+        s.put(&k("t/c/x"), Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        s.put(&k("t/c/x/y"), Bytes::from_static(b"under"))
+            .await
+            .unwrap();
+        s.put(&k("t/c2/z"), Bytes::from_static(b"other conversation"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get(&k("t/c/x"), 100).await.unwrap().unwrap(),
+            &b"hello"[..]
+        );
+        assert_eq!(s.head(&k("t/c/x/y")).await.unwrap(), Some(5));
+        // The prefix is applied, and SSE was asked for.
+        let h = client
+            .head_object()
+            .bucket("sync-unit")
+            .key("pre/fix/t/c/x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            h.server_side_encryption(),
+            Some(&ServerSideEncryption::Aes256)
+        );
+        // `t/c` does not list `t/c2`.
+        assert_eq!(
+            s.list(&k("t/c")).await.unwrap(),
+            vec![k("t/c/x"), k("t/c/x/y")]
+        );
+        assert!(matches!(
+            s.get(&k("t/c/x"), 2).await,
+            Err(ObjectStoreError::TooLarge { size: 5, .. })
+        ));
+        // A large range streams from the file.
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = tmp.path().join("spool");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&spool, &big).unwrap();
+        s.put_file_range(&k("t/c/big"), &spool, 1000, 2_500_000)
+            .await
+            .unwrap();
+        s.put_file_range(&k("t/c/small"), &spool, 10, 20)
+            .await
+            .unwrap();
+        let dest = tmp.path().join("dest");
+        assert_eq!(
+            s.get_to_file(&k("t/c/big"), &dest, 10_000_000)
+                .await
+                .unwrap(),
+            Some(2_500_000)
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), &big[1000..2_501_000]);
+        assert_eq!(
+            s.get(&k("t/c/small"), 100).await.unwrap().unwrap(),
+            &big[10..30]
+        );
+        assert!(s.get_to_file(&k("t/c/big"), &dest, 1000).await.is_err());
+        assert_eq!(
+            s.get_to_file(&k("t/c/none"), &dest, 10).await.unwrap(),
+            None
+        );
+        // Deletes: single, missing, batched over 1000 keys, with pagination in list.
+        s.delete(&k("t/c/x")).await.unwrap();
+        s.delete(&k("t/c/x")).await.unwrap();
+        let many: Vec<ObjectKey> = (0..1100).map(|i| k(&format!("t/many/{i:05}"))).collect();
+        futures::stream::iter(many.iter().cloned())
+            .for_each_concurrent(16, |key| {
+                let s = s.clone();
+                async move { s.put(&key, Bytes::from_static(b"m")).await.unwrap() }
+            })
+            .await;
+        assert_eq!(s.list(&k("t/many")).await.unwrap(), many);
+        s.delete_many(&many).await.unwrap();
+        assert!(s.list(&k("t/many")).await.unwrap().is_empty());
+        assert_eq!(s.list(&k("t/c2")).await.unwrap(), vec![k("t/c2/z")]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kms_and_no_sse_and_errors() {
+        let m = moto();
+        m.create_bucket("sync-kms", false).await.unwrap();
+        let client = m.s3_client();
+        let kms = S3Store::from_client(
+            client.clone(),
+            "sync-kms",
+            "",
+            Sse::Kms {
+                key_id: "alias/workspaces".into(),
+            },
+        );
+        kms.put(&k("a"), Bytes::from_static(b"x")).await.unwrap();
+        let h = client
+            .head_object()
+            .bucket("sync-kms")
+            .key("a")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            h.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms)
+        );
+        assert_eq!(h.ssekms_key_id(), Some("alias/workspaces"));
+        let plain = S3Store::from_client(client.clone(), "sync-kms", "", Sse::None);
+        plain.put(&k("b"), Bytes::from_static(b"y")).await.unwrap();
+        // A missing bucket is a clear error naming the location.
+        let missing = S3Store::from_client(client, "no-such-bucket", "p", Sse::None);
+        let err = missing
+            .put(&k("a"), Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("s3://no-such-bucket/p/a"), "{msg}");
+        assert!(msg.contains("NoSuchBucket"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn from_config_builds_without_network() {
+        let mut cfg = SyncConfig {
+            backend: crate::sync::SyncBackend::S3,
+            s3_bucket: "b-1".into(),
+            s3_prefix: "ws".into(),
+            s3_region: Some("eu-west-1".into()),
+            s3_endpoint_url: Some("http://127.0.0.1:9".into()),
+            s3_force_path_style: true,
+            ..SyncConfig::default()
+        };
+        cfg.validate().unwrap();
+        let s = S3Store::from_config(&cfg).await;
+        assert_eq!(s.describe(), "s3://b-1/ws");
+        cfg.sse = SseMode::Kms;
+        cfg.sse_kms_key_id = Some("k".into());
+        assert_eq!(Sse::from_config(&cfg), Sse::Kms { key_id: "k".into() });
+    }
+}
