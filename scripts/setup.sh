@@ -20,7 +20,8 @@ fi
 # --- Debian packages -------------------------------------------------------------
 packages=(docker.io busybox-static runsc curl iproute2 ca-certificates)
 if ((want_test)); then
-  packages+=(redis-server prometheus squid tinyproxy shellcheck packer wrk gcc libc6-dev)
+  packages+=(redis-server prometheus squid tinyproxy shellcheck packer wrk gcc libc6-dev
+    iptables openssl python3-venv)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -39,11 +40,16 @@ if ((want_test)); then
   py_missing=()
   python3 -c 'import moto, boto3' 2>/dev/null || py_missing+=("moto[server]" boto3)
   command -v moto_server >/dev/null || py_missing+=("moto[server]")
-  command -v checkov >/dev/null || py_missing+=(checkov)
   if ((${#py_missing[@]})); then
     log "pip installing: ${py_missing[*]}"
     python3 -m pip install -q "${py_missing[@]}"
     if command -v pyenv >/dev/null; then pyenv rehash; fi
+  fi
+  # checkov in its own venv: its pins must not move moto's boto3.
+  if [[ ! -x /opt/checkov-venv/bin/checkov ]]; then
+    log "installing checkov into /opt/checkov-venv"
+    "${SUDO[@]}" python3 -m venv /opt/checkov-venv
+    "${SUDO[@]}" /opt/checkov-venv/bin/pip install -q checkov
   fi
 fi
 

@@ -76,6 +76,10 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// `redis://host:port/` or `rediss://` for TLS (ElastiCache in transit).
     pub redis_url: String,
+    /// AUTH token, kept out of the URL (in ECS injected from Secrets Manager as
+    /// `CP_STORE__REDIS_PASSWORD`); empty means none.
+    #[serde(default)]
+    pub redis_password: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -179,6 +183,7 @@ impl Default for Config {
             store: StoreConfig {
                 kind: StoreKind::Memory,
                 redis_url: "redis://127.0.0.1:6379/".into(),
+                redis_password: String::new(),
             },
             pool: PoolConfig {
                 min: 2,

@@ -62,7 +62,14 @@ fn spawn_heartbeat(
 pub async fn build_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     Ok(match cfg.store.kind {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Redis => Arc::new(RedisStore::connect(&cfg.store.redis_url, &cfg.fleet).await?),
+        StoreKind::Redis => Arc::new(
+            RedisStore::connect_with_password(
+                &cfg.store.redis_url,
+                Some(&cfg.store.redis_password),
+                &cfg.fleet,
+            )
+            .await?,
+        ),
     })
 }
 

@@ -79,7 +79,22 @@ impl RedisStore {
     /// Connects (with reconnection handled by the connection manager) and checks the
     /// server answers.
     pub async fn connect(url: &str, fleet: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
+        Self::connect_with_password(url, None, fleet).await
+    }
+
+    /// Like [`RedisStore::connect`], with an AUTH password given apart from the URL.
+    pub async fn connect_with_password(
+        url: &str,
+        password: Option<&str>,
+        fleet: &str,
+    ) -> Result<Self, StoreError> {
+        let mut info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        if let Some(p) = password.filter(|p| !p.is_empty()) {
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info)
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
         let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
         let store = Self {
@@ -410,6 +425,28 @@ mod tests {
         let b = RedisStore::connect(&server.url, "b").await.unwrap();
         a.pool_push("w").await.unwrap();
         assert!(b.pool_members().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn password_is_sent_apart_from_the_url() {
+        let server = conformance::RedisServer::start();
+        let mut admin = redis::Client::open(server.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg("s3cret-pass")
+            .query_async::<()>(&mut admin)
+            .await
+            .unwrap();
+        assert!(RedisStore::connect(&server.url, "p").await.is_err());
+        let store = RedisStore::connect_with_password(&server.url, Some("s3cret-pass"), "p")
+            .await
+            .unwrap();
+        store.pool_push("w").await.unwrap();
     }
 
     #[tokio::test]
