@@ -15,6 +15,11 @@
 //! Pass 2 extracts with the confined writer (atomic replace per file; symlinks and hard
 //! links created under a temporary name, then renamed). Only a failure in pass 2 (disk
 //! full, a concurrent change) can leave an import half done.
+//!
+//! For file sync, [`export_entries`] exports exactly a list of entries, and
+//! [`import_with`] with [`LinkPolicy::Preserve`] (the control plane's restore) keeps
+//! symlinks that point outside the root as they are while refusing any entry that
+//! would be written through a symlink.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -29,7 +34,7 @@ use tar::{EntryType, Header};
 
 use crate::confine::{dir_flags, lexical_link_target, FsError, RelPath, Root};
 use crate::files::{begin_write, name_of, read_dir, sync_dir, tmp_name, FinalLink};
-use crate::wire::ImportResult;
+use crate::wire::{ImportResult, LinkPolicy};
 
 /// Most entries an imported archive may hold.
 pub const MAX_IMPORT_ENTRIES: usize = 1_000_000;
@@ -84,6 +89,56 @@ pub fn export<W: Write>(root: &Root, selection: &[RelPath], out: W) -> Result<W,
     builder
         .into_inner()
         .map_err(|e| FsError::from_io("(archive)", e))
+}
+
+/// Writes a tar of exactly the entries `paths` (file sync): a file with its content, a
+/// directory as the directory entry alone (not its contents), a symlink as a symlink.
+/// Intermediate components are resolved like every file route (confined; symlinks
+/// inside the root followed); the final one never is. Entries that no longer exist or
+/// cannot be read are left out (the caller sees them missing). Returns `out` and the
+/// number of entries written.
+pub fn export_entries<W: Write>(
+    root: &Root,
+    paths: &[RelPath],
+    out: W,
+) -> Result<(W, u64), FsError> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut written = 0u64;
+    for path in paths {
+        let r = match root.resolve(path, false) {
+            Ok(r) => r,
+            Err(FsError::NotFound { .. }) | Err(FsError::NotDir { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let (Some(st), Some(name)) = (r.stat, &r.name) else {
+            continue; // gone, or the root itself (nothing to export)
+        };
+        match append_entry(&mut builder, r.parent.as_fd(), name, path, &st) {
+            Ok(()) => written += 1,
+            Err(FsError::PermissionDenied { path }) => {
+                tracing::debug!(%path, "export skips an unreadable entry");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let out = builder
+        .into_inner()
+        .map_err(|e| FsError::from_io("(archive)", e))?;
+    Ok((out, written))
+}
+
+/// Checks, before any byte of an export is sent, that every path resolves inside the
+/// root (a path through a symlink that leaves it is [`FsError::Escapes`]); a missing
+/// entry is fine (left out of the export).
+pub fn check_export_paths(root: &Root, paths: &[RelPath]) -> Result<(), FsError> {
+    for path in paths {
+        match root.resolve(path, false) {
+            Ok(_) | Err(FsError::NotFound { .. }) | Err(FsError::NotDir { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Appends everything below the directory `dir` (whose path is `prefix`), depth first
@@ -253,11 +308,29 @@ struct Planned {
 
 /// Validates and extracts the tar in `archive` into the root. See the module docs.
 pub fn import(root: &Root, archive: &mut File) -> Result<ImportResult, ArchiveError> {
-    let planned = validate(root, archive)?;
+    import_with(root, archive, LinkPolicy::Confine)
+}
+
+/// [`import`] with a symlink policy. With [`LinkPolicy::Preserve`] (the control
+/// plane's restore) a symlink whose target is absolute or leaves the root is created as
+/// it is instead of refusing the archive, and, since such links may now exist, no entry
+/// may be written through *any* symlink: an entry whose parent is reached through an
+/// existing symlink, or a directory entry where a symlink exists, refuses the archive.
+/// Every other refusal stays.
+pub fn import_with(
+    root: &Root,
+    archive: &mut File,
+    links: LinkPolicy,
+) -> Result<ImportResult, ArchiveError> {
+    let planned = validate(root, archive, links == LinkPolicy::Preserve)?;
     extract(root, archive, &planned)
 }
 
-fn validate(root: &Root, archive: &mut File) -> Result<Vec<Planned>, ArchiveError> {
+fn validate(
+    root: &Root,
+    archive: &mut File,
+    preserve_links: bool,
+) -> Result<Vec<Planned>, ArchiveError> {
     archive
         .seek(SeekFrom::Start(0))
         .map_err(|e| FsError::from_io("(archive)", e))?;
@@ -308,7 +381,7 @@ fn validate(root: &Root, archive: &mut File) -> Result<Vec<Planned>, ArchiveErro
             let tshown = String::from_utf8_lossy(&target).into_owned();
             if kind == Kind::Symlink {
                 let parent = path.split_last().map(|(p, _)| p).unwrap_or_default();
-                if lexical_link_target(&parent, &target).is_none() {
+                if !preserve_links && lexical_link_target(&parent, &target).is_none() {
                     return Err(invalid(format!(
                         "symlink {shown:?} -> {tshown:?} refused: its target is absolute or leaves the workspace"
                     )));
@@ -405,6 +478,12 @@ fn validate(root: &Root, archive: &mut File) -> Result<Vec<Planned>, ArchiveErro
         };
         let (parent, _) = p.path.split_last().unwrap_or_default();
         let parent_l = root.lookup(&parent, true).map_err(escape)?;
+        if preserve_links && parent_l.canon != parent {
+            return Err(invalid(format!(
+                "entry {shown:?} refused: its parent {:?} is reached through a symlink, and a restore never writes through symlinks",
+                parent.display()
+            )));
+        }
         if let Some(st) = parent_l.stat {
             if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
                 return Err(ArchiveError::Fs(FsError::Conflict {
@@ -418,6 +497,11 @@ fn validate(root: &Root, archive: &mut File) -> Result<Vec<Planned>, ArchiveErro
         match (p.kind, existing) {
             (_, None) => {}
             (Kind::Dir, Some(FileType::Directory)) => {}
+            (Kind::Dir, Some(FileType::Symlink)) if preserve_links => {
+                return Err(invalid(format!(
+                    "entry {shown:?} refused: a symlink exists where the archive has a directory, and a restore never writes through symlinks"
+                )))
+            }
             (Kind::Dir, Some(FileType::Symlink)) => {
                 let followed = root.lookup(&p.path, true).map_err(escape)?;
                 match followed.stat.map(|s| FileType::from_raw_mode(s.st_mode)) {
@@ -447,7 +531,7 @@ fn validate(root: &Root, archive: &mut File) -> Result<Vec<Planned>, ArchiveErro
             }
             _ => {}
         }
-        if p.kind == Kind::Symlink {
+        if p.kind == Kind::Symlink && !preserve_links {
             let target = p.link.as_deref().unwrap_or_default();
             if lexical_link_target(&parent_l.canon, target).is_none() {
                 return Err(invalid(format!(

@@ -198,6 +198,14 @@ pub struct Config {
     #[arg(long, env = "WORKSPACE_AGENT_MAX_REQUEST_BYTES", default_value_t = 16 * MIB)]
     pub max_request_bytes: u64,
 
+    /// Most entries `GET /manifest` walks (above it: 413).
+    #[arg(
+        long,
+        env = "WORKSPACE_AGENT_MAX_MANIFEST_ENTRIES",
+        default_value_t = 1_000_000
+    )]
+    pub max_manifest_entries: u64,
+
     /// Directory for buffering uploaded archives (default: the system temp dir).
     #[arg(long, env = "WORKSPACE_AGENT_TMP_DIR")]
     pub tmp_dir: Option<PathBuf>,
@@ -253,6 +261,7 @@ impl Config {
             max_file_bytes: 64 * MIB,
             max_archive_bytes: 512 * MIB,
             max_request_bytes: 16 * MIB,
+            max_manifest_entries: 1_000_000,
             tmp_dir: None,
             shutdown_grace_secs: 10,
             log: "info".into(),
@@ -291,6 +300,10 @@ impl Config {
             ("WORKSPACE_AGENT_MAX_FILE_BYTES", self.max_file_bytes),
             ("WORKSPACE_AGENT_MAX_ARCHIVE_BYTES", self.max_archive_bytes),
             ("WORKSPACE_AGENT_MAX_REQUEST_BYTES", self.max_request_bytes),
+            (
+                "WORKSPACE_AGENT_MAX_MANIFEST_ENTRIES",
+                self.max_manifest_entries,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {

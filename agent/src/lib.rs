@@ -21,6 +21,8 @@ pub mod exec;
 #[cfg(feature = "server")]
 pub mod files;
 #[cfg(feature = "server")]
+pub mod manifest;
+#[cfg(feature = "server")]
 pub mod probe;
 #[cfg(feature = "server")]
 pub mod relay;

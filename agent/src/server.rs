@@ -30,10 +30,12 @@ use crate::confine::{FsError, RelPath, Root};
 use crate::error::ApiError;
 use crate::exec::Executor;
 use crate::files::{self, FinalLink};
+use crate::manifest::{self, HashCache};
 use crate::relay::Relay;
 use crate::sse;
 use crate::wire::{
-    routes, AgentHealth, ExecuteRequest, FileList, WriteResult, WIRE_VERSION, WIRE_VERSION_HEADER,
+    routes, AgentHealth, ArchiveImportQuery, ExecuteRequest, ExportRequest, FileList, Manifest,
+    ManifestQuery, WriteResult, WIRE_VERSION, WIRE_VERSION_HEADER,
 };
 
 /// Shared state of the handlers.
@@ -42,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub root: Arc<Root>,
     pub executor: Arc<Executor>,
+    /// File hashes of the last `GET /manifest`.
+    pub hash_cache: Arc<HashCache>,
 }
 
 /// Failure to start the agent.
@@ -86,6 +90,11 @@ pub fn router(state: AppState) -> Router {
             get(archive_get)
                 .put(archive_put)
                 .layer(DefaultBodyLimit::disable()),
+        )
+        .route(routes::MANIFEST, get(manifest_get))
+        .route(
+            routes::ARCHIVE_EXPORT,
+            post(archive_export).layer(DefaultBodyLimit::max(max_request)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -361,9 +370,13 @@ async fn archive_get(State(st): State<AppState>) -> Response {
 
 async fn archive_put(
     State(st): State<AppState>,
+    q: Result<Query<ArchiveImportQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<crate::wire::ImportResult>, ApiError> {
+    let links = q
+        .map(|Query(q)| q.links)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
     let limit = st.config.max_archive_bytes;
     check_content_length(&headers, limit, "archive")?;
     let tmp_dir = st.config.tmp_dir();
@@ -385,16 +398,103 @@ async fn archive_put(
     let root = st.root.clone();
     let result = blocking(move || {
         let mut buffer = buffer;
-        Ok(archive::import(&root, &mut buffer)?)
+        Ok(archive::import_with(&root, &mut buffer, links)?)
     })
     .await?;
     tracing::info!(
         archive_bytes = size,
+        links = ?links,
         entries = result.entries,
         bytes = result.bytes,
         "archive imported"
     );
     Ok(Json(result))
+}
+
+/// `GET /manifest`: the whole workspace, hashed (see [`crate::manifest`]).
+async fn manifest_get(
+    State(st): State<AppState>,
+    q: Result<Query<ManifestQuery>, QueryRejection>,
+) -> Result<Json<Manifest>, ApiError> {
+    let Query(query) = q.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    let root = st.root.clone();
+    let cache = st.hash_cache.clone();
+    let cap = st.config.max_manifest_entries;
+    let started = Instant::now();
+    let (m, stats) = blocking(move || Ok(manifest::build(&root, &query, cap, &cache)?)).await?;
+    tracing::info!(
+        entries = m.entries.len(),
+        total_entries = m.total_entries,
+        total_file_bytes = m.total_file_bytes,
+        over_limit = m.over_limit,
+        skipped = m.skipped.len(),
+        hashed_files = stats.hashed_files,
+        hashed_bytes = stats.hashed_bytes,
+        cached_files = stats.cached_files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "manifest built"
+    );
+    Ok(Json(m))
+}
+
+/// `POST /archive/export`: a tar of exactly the requested entries.
+async fn archive_export(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "request body exceeds {} bytes; export fewer paths at a time",
+                st.config.max_request_bytes
+            ))
+        } else {
+            ApiError::bad_request("invalid_request", rej.body_text())
+        }
+    })?;
+    let req: ExportRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_request", format!("invalid export request: {e}"))
+    })?;
+    let paths = req
+        .paths
+        .iter()
+        .map(|p| RelPath::parse_non_root(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = st.root.clone();
+    let paths = blocking(move || {
+        archive::check_export_paths(&root, &paths)?;
+        Ok(paths)
+    })
+    .await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let root = st.root.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(ChannelWriter::CHUNK),
+        };
+        let result = archive::export_entries(&root, &paths, writer).and_then(|(mut w, n)| {
+            w.flush()
+                .map(|()| n)
+                .map_err(|e| FsError::from_io("(archive)", e))
+        });
+        match result {
+            Ok(n) => tracing::debug!(requested = paths.len(), exported = n, "entries exported"),
+            Err(e) => {
+                tracing::warn!(error = %e, "entry export failed");
+                // Abort the body so the client sees a failed transfer, not a short tar.
+                let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    Ok(resp)
 }
 
 /// The bound API listener.
@@ -467,6 +567,7 @@ pub async fn bind(config: Config, shutdown: CancellationToken) -> Result<BoundAg
             config: Arc::new(config),
             root,
             executor,
+            hash_cache: Arc::new(HashCache::new()),
         },
         shutdown,
     })

@@ -17,8 +17,14 @@ pub mod routes {
     pub const FILES: &str = "/files";
     /// `GET ?path=<dir>&recursive=<bool>`: a [`super::FileList`].
     pub const FILES_LIST: &str = "/files/list";
-    /// `GET`: a tar of the whole workspace; `PUT`: extract a tar into it.
+    /// `GET`: a tar of the whole workspace; `PUT`: extract a tar into it
+    /// ([`super::ArchiveImportQuery`]: `?links=preserve` is the control plane's restore).
     pub const ARCHIVE: &str = "/archive";
+    /// `GET ?max_entries=&max_bytes=` ([`super::ManifestQuery`]): a
+    /// [`super::Manifest`] of the whole workspace (file sync).
+    pub const MANIFEST: &str = "/manifest";
+    /// `POST` an [`super::ExportRequest`]: a tar of exactly the listed entries.
+    pub const ARCHIVE_EXPORT: &str = "/archive/export";
 }
 
 /// Header carrying the version of the wire contract an agent speaks.
@@ -381,6 +387,107 @@ impl ErrorBody {
             },
         }
     }
+}
+
+/// Kind of a [`ManifestEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One entry of a workspace [`Manifest`]: a regular file (with its content hash), a
+/// directory or a symlink (with its target, never followed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    /// Relative to the workspace root, `/`-separated, canonical (no `.`, `..` or empty
+    /// components).
+    pub path: String,
+    pub kind: ManifestKind,
+    /// Bytes of a file; 0 for directories and symlinks.
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub mtime_ms: i64,
+    /// Permission bits (e.g. 0o644).
+    pub mode: u32,
+    /// Lower-case hex SHA-256 of a file's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A symlink's target, as stored (may be absolute or leave the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// An entry the manifest leaves out, and why (a name that is not UTF-8, an unreadable
+/// file, a FIFO/socket/device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSkip {
+    /// The path, lossily decoded.
+    pub path: String,
+    pub reason: String,
+}
+
+/// Answer of `GET /manifest`: every file, directory and symlink of the workspace,
+/// sorted by `path` (so a directory comes before its contents).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub entries: Vec<ManifestEntry>,
+    /// Entries counted in the whole workspace (also past a limit).
+    #[serde(default)]
+    pub total_entries: u64,
+    /// Bytes of all regular files (also past a limit).
+    #[serde(default)]
+    pub total_file_bytes: u64,
+    /// True when the caller's `max_entries` or `max_bytes` was exceeded: `entries` is
+    /// then empty and only the totals are meaningful.
+    #[serde(default)]
+    pub over_limit: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<ManifestSkip>,
+}
+
+/// Query of `GET /manifest`: limits beyond which the agent stops listing and hashing
+/// and answers only the totals (`over_limit`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+/// Body of `POST /archive/export`: the entries to put in the tar, each a relative
+/// path confined like every file route. A directory is exported as the directory entry
+/// alone (not its contents); entries that no longer exist are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub paths: Vec<String>,
+}
+
+/// What `PUT /archive` does with symlink entries whose target is absolute or leaves
+/// the root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkPolicy {
+    /// Refuse the archive (the public import).
+    #[default]
+    Confine,
+    /// Create them as plain symlinks (the control plane's restore of a synced
+    /// workspace, e.g. a venv's `bin/python -> /usr/bin/python3`). Nothing is ever
+    /// written through any symlink.
+    Preserve,
+}
+
+/// Query of `PUT /archive`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveImportQuery {
+    #[serde(default)]
+    pub links: LinkPolicy,
 }
 
 #[cfg(test)]

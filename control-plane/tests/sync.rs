@@ -140,6 +140,7 @@ async fn local_round_trip_incremental_and_guard() {
     let objects = tempfile::tempdir().unwrap();
     let syncer = local_syncer(objects.path(), |_| {});
     let k = key("c1");
+    syncer.probe().await.unwrap();
     let a = LocalAgent::start().await;
     populate(&a.root);
     assert!(!syncer.has_state(&k).await.unwrap());
@@ -282,6 +283,72 @@ async fn batches_large_files_and_stale_objects() {
     assert_eq!(rep.missing, ["m1"]);
     assert!(!c.root.join("m1").exists());
     assert!(c.root.join("m2").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_objects_are_refreshed_and_missing_ones_uploaded_again() {
+    let objects = tempfile::tempdir().unwrap();
+    let k = key("old");
+    let layout = ConversationLayout::new(&k).unwrap();
+    let a = LocalAgent::start().await;
+    for i in 0..4 {
+        std::fs::write(a.root.join(format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    let syncer = local_syncer(objects.path(), |_| {});
+    syncer.sync(&k, &a.client).await.unwrap();
+    // Within `refresh_after_days`: nothing is refreshed.
+    let r = syncer.sync(&k, &a.client).await.unwrap();
+    assert_eq!((r.refreshed, r.manifest_written), (0, false));
+
+    // The objects were last refreshed 61 days ago, and one of them is lost.
+    let store = LocalDirStore::new(objects.path());
+    let mut m: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(&layout.manifest(), 1 << 20)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    m["refreshed_at"] = "2020-01-01T00:00:00Z".into();
+    store
+        .put(&layout.manifest(), Bytes::from(m.to_string()))
+        .await
+        .unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(86_400 * 61);
+    for i in 0..4 {
+        let p = store.path_of(&layout.file(&format!("f{i}")).unwrap());
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    store.delete(&layout.file("f3").unwrap()).await.unwrap();
+    std::fs::write(a.root.join("f0"), "changed").unwrap();
+
+    let restarted = local_syncer(objects.path(), |_| {});
+    let r = restarted.sync(&k, &a.client).await.unwrap();
+    assert_eq!(r.refreshed, 2, "f1 and f2 (f0 was uploaded anyway): {r:?}");
+    assert_eq!(r.uploaded, 2, "f0 changed, f3 was missing: {r:?}");
+    assert!(r.manifest_written);
+    for i in 0..4 {
+        let p = store.path_of(&layout.file(&format!("f{i}")).unwrap());
+        let age = std::fs::metadata(&p).unwrap().modified().unwrap().elapsed();
+        assert!(age.map(|a| a.as_secs() < 3600).unwrap_or(true), "f{i}");
+    }
+    let m: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(&layout.manifest(), 1 << 20)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(m["refreshed_at"], "2020-01-01T00:00:00Z");
+    let r = restarted.sync(&k, &a.client).await.unwrap();
+    assert_eq!((r.refreshed, r.uploaded, r.manifest_written), (0, 0, false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,6 +628,14 @@ async fn docker_incremental_sync_to_s3() {
     m.create_bucket(BUCKET, true).await.unwrap();
     let s3 = m.s3_client();
     let syncer = s3_syncer(&m, |_| {});
+    syncer.probe().await.unwrap();
+    let missing_bucket = S3Store::from_client(m.s3_client(), "no-such-bucket", PREFIX, Sse::Aes256);
+    let err = Syncer::new(Arc::new(missing_bucket), &SyncConfig::default())
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NoSuchBucket"), "{err}");
     let plane = sync_plane("sync").await;
     let conv = "sync-5000";
     let k = key(conv);
@@ -796,4 +871,39 @@ async fn docker_tampered_manifest_is_refused() {
             .await;
         assert_eq!(out.trim(), "0", "{why}: nothing written");
     }
+}
+
+/// The public archive route must not reach the restore's `links=preserve`: whatever
+/// query the caller adds, a tar with a symlink pointing outside is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_public_archive_route_cannot_preserve_links() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    let plane = sync_plane("pubarch").await;
+    let conv = "pubarch";
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    tar.append_link(&mut h, "python", "/usr/bin/python3")
+        .unwrap();
+    let body = tar.into_inner().unwrap();
+    for q in ["", "?links=preserve", "?links=preserve&path=x"] {
+        let resp = plane
+            .http
+            .put(plane.url(&format!("/v1/conversations/{conv}/archive{q}")))
+            .bearer_auth(TOKEN_ACME)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 400, "{q}: {text}");
+        assert!(text.contains("invalid_archive"), "{q}: {text}");
+    }
+    let (out, _, _) = plane.sh(conv, "ls -A | wc -l").await;
+    assert_eq!(out.trim(), "0");
 }

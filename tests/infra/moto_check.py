@@ -292,9 +292,9 @@ def verify(args):
     c.check("noncurrent versions expire after 30 days",
             rules.get("expire-noncurrent-versions", {}).get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30)
     arch = rules.get("archive-then-delete", {})
-    c.check("objects go to Glacier after 90 days and are deleted 180 days later",
-            arch.get("Transitions", [{}])[0].get("Days") == 90 and arch["Transitions"][0].get("StorageClass") == "GLACIER"
-            and arch.get("Expiration", {}).get("Days") == 270, arch)
+    c.check("objects go to Glacier Instant Retrieval after 90 days and are deleted at 180 days",
+            arch.get("Transitions", [{}])[0].get("Days") == 90 and arch["Transitions"][0].get("StorageClass") == "GLACIER_IR"
+            and arch.get("Expiration", {}).get("Days") == 180, arch)
 
     print("scheduled lambdas")
     lam, sched = client("lambda"), client("scheduler")

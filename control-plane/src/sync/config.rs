@@ -72,6 +72,11 @@ pub struct SyncConfig {
     /// Where transfers are spooled on the control plane's host (default: the system
     /// temp dir).
     pub spool_dir: Option<PathBuf>,
+    /// Rewrite (S3: copy in place) the objects of a conversation that still syncs when
+    /// they are older than this many days, so the bucket's lifecycle rules (Glacier
+    /// transition at 90 days, expiry at 180, `deployment/s3/`) only ever reach
+    /// conversations nobody syncs any more. Default 60; 0 turns it off.
+    pub refresh_after_days: u32,
 }
 
 impl Default for SyncConfig {
@@ -92,6 +97,7 @@ impl Default for SyncConfig {
             archive_batch_bytes: 64 * MIB,
             concurrency: 8,
             spool_dir: None,
+            refresh_after_days: 60,
         }
     }
 }
@@ -137,6 +143,12 @@ impl SyncConfig {
         }
         if self.debounce_ms > 600_000 {
             return Err(bad("debounce_ms", "must be at most 600000 (10 minutes)"));
+        }
+        if self.refresh_after_days > 3650 {
+            return Err(bad(
+                "refresh_after_days",
+                "must be at most 3650 (0 turns it off)",
+            ));
         }
         if let Some(dir) = &self.spool_dir {
             if !dir.is_absolute() {

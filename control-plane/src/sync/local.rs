@@ -249,6 +249,22 @@ impl ObjectStore for LocalDirStore {
         .await
     }
 
+    async fn refresh(&self, key: &ObjectKey) -> Result<bool, ObjectStoreError> {
+        let path = self.path_of(key);
+        let loc = self.loc(key);
+        blocking(move || {
+            let f = match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(ObjectStoreError::failed("refresh", loc, e)),
+            };
+            f.set_modified(std::time::SystemTime::now())
+                .map_err(|e| ObjectStoreError::failed("refresh", loc, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn head(&self, key: &ObjectKey) -> Result<Option<u64>, ObjectStoreError> {
         match tokio::fs::metadata(self.path_of(key)).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
@@ -376,6 +392,19 @@ mod tests {
         let dest = tmp.path().join("copy");
         assert_eq!(s.get_to_file(&k("a/r"), &dest, 100).await.unwrap(), Some(4));
         assert_eq!(std::fs::read(&dest).unwrap(), b"3456");
+        // Refresh restarts the object's age.
+        let p = s.path_of(&k("a/r"));
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400 * 100);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(s.refresh(&k("a/r")).await.unwrap());
+        let age = std::fs::metadata(&p).unwrap().modified().unwrap().elapsed();
+        assert!(age.map(|a| a.as_secs() < 60).unwrap_or(true));
+        assert!(!s.refresh(&k("a/none")).await.unwrap());
         // Delete prunes empty directories; deleting twice is fine.
         s.delete(&k("a/x/y")).await.unwrap();
         s.delete(&k("a/x/y")).await.unwrap();

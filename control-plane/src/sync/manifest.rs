@@ -34,6 +34,14 @@ pub struct StoredManifest {
     /// restored into (the restore guard; see `syncer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+    /// When every object of the manifest was last written or refreshed (absent:
+    /// `synced_at` of the first sync).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refreshed_at: Option<OffsetDateTime>,
     pub entries: Vec<ManifestEntry>,
     /// Paths whose objects were superseded when this manifest was written and are
     /// deleted after it (retried by the next sync if that failed).
@@ -423,6 +431,7 @@ pub(crate) mod tests {
             conversation_id: "c1".into(),
             synced_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             workspace: Some("unix:/run/ws-1/agent.sock".into()),
+            refreshed_at: None,
             entries: vec![file("a", "A")],
             pending_deletes: vec![],
         };

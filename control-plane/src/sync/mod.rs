@@ -8,7 +8,7 @@
 //! - [`manifest`]: the stored manifest, manifest checks and the diff;
 //! - [`transfer`]: spooling exports and building restore tars;
 //! - [`syncer`]: [`Syncer`], incremental sync and restore;
-//! - [`error`]: [`SyncError`];
+//! - [`error`]: the [`SyncError`] type;
 //! - [`testing`]: a `moto_server` for tests and benchmarks.
 //!
 //! See `docs/sync.md`.

@@ -81,6 +81,11 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
         Ok(Some(data.len() as u64))
     }
 
+    /// Rewrites an object in place so that its age starts again (S3 lifecycle rules
+    /// count days from the last write; see `deployment/s3/`). `false` when it does not
+    /// exist.
+    async fn refresh(&self, key: &ObjectKey) -> Result<bool, ObjectStoreError>;
+
     /// The size of an object, `None` when it does not exist.
     async fn head(&self, key: &ObjectKey) -> Result<Option<u64>, ObjectStoreError>;
 

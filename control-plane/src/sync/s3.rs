@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::{
     error::DisplayErrorContext,
     primitives::{ByteStream, Length},
-    types::{Delete, ObjectIdentifier, ServerSideEncryption},
+    types::{Delete, MetadataDirective, ObjectIdentifier, ServerSideEncryption},
     Client,
 };
 use bytes::Bytes;
@@ -265,6 +265,35 @@ impl ObjectStore for S3Store {
         Ok(Some(n))
     }
 
+    async fn refresh(&self, key: &ObjectKey) -> Result<bool, ObjectStoreError> {
+        let full = self.full_key(key);
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .copy_source(copy_source(&self.bucket, &full))
+            .metadata_directive(MetadataDirective::Replace);
+        req = match &self.sse {
+            Sse::None => req,
+            Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Sse::Kms { key_id } => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key_id),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchKey") => {
+                Ok(false)
+            }
+            Err(e) => Err(ObjectStoreError::failed(
+                "refresh",
+                self.loc(key),
+                DisplayErrorContext(&e),
+            )),
+        }
+    }
+
     async fn head(&self, key: &ObjectKey) -> Result<Option<u64>, ObjectStoreError> {
         match self
             .client
@@ -374,6 +403,19 @@ impl ObjectStore for S3Store {
     }
 }
 
+/// `x-amz-copy-source`: `<bucket>/<key>`, URL-encoded (`/` kept).
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
+    for b in format!("{bucket}/{key}").bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +502,36 @@ mod tests {
             s.get_to_file(&k("t/c/none"), &dest, 10).await.unwrap(),
             None
         );
+        // Refresh rewrites the object in place (new LastModified, same bytes), also
+        // for keys that need URL encoding.
+        let odd = k("t/c/files/a b/é+%.txt");
+        s.put(&odd, Bytes::from_static(b"odd")).await.unwrap();
+        let before = client
+            .head_object()
+            .bucket("sync-unit")
+            .key("pre/fix/t/c/files/a b/é+%.txt")
+            .send()
+            .await
+            .unwrap()
+            .last_modified()
+            .cloned()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert!(s.refresh(&odd).await.unwrap());
+        let after = client
+            .head_object()
+            .bucket("sync-unit")
+            .key("pre/fix/t/c/files/a b/é+%.txt")
+            .send()
+            .await
+            .unwrap();
+        assert!(after.last_modified().unwrap().secs() > before.secs());
+        assert_eq!(
+            after.server_side_encryption(),
+            Some(&ServerSideEncryption::Aes256)
+        );
+        assert_eq!(s.get(&odd, 10).await.unwrap().unwrap(), &b"odd"[..]);
+        assert!(!s.refresh(&k("t/c/none")).await.unwrap());
         // Deletes: single, missing, batched over 1000 keys, with pagination in list.
         s.delete(&k("t/c/x")).await.unwrap();
         s.delete(&k("t/c/x")).await.unwrap();

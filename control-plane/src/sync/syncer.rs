@@ -74,6 +74,9 @@ pub struct SyncReport {
     pub skipped: u64,
     /// Files that disappeared between the manifest and their export.
     pub vanished: u64,
+    /// Objects rewritten in place so the bucket's lifecycle does not age them out
+    /// (`refresh_after_days`).
+    pub refreshed: u64,
     /// Deletions left over from an earlier sync (recorded in the stored manifest)
     /// done by this one.
     pub retried_deletes: u64,
@@ -222,6 +225,15 @@ impl Syncer {
         lock(&self.states).remove(key);
         lock(&self.last_synced).remove(key);
         lock(&self.pending).remove(key);
+    }
+
+    /// Checks that the store is reachable and writable (for readiness): writes and
+    /// deletes one object under `!health/` (a prefix no tenant id can have).
+    pub async fn probe(&self) -> Result<(), SyncError> {
+        let key = super::key::ObjectKey::new(format!("!health/{}", uuid::Uuid::new_v4().simple()))?;
+        self.store.put(&key, Bytes::from_static(b"ok")).await?;
+        self.store.delete(&key).await?;
+        Ok(())
     }
 
     /// Deletes every stored object of the conversation; returns how many.
@@ -378,6 +390,7 @@ impl Syncer {
                 skipped, first = ?m.skipped.first(), "some workspace entries are not synced");
         }
         let mut entries = m.entries;
+        let m_paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
 
         // 2. What changed.
         let old = st.manifest.as_ref();
@@ -424,6 +437,67 @@ impl Syncer {
             }
         }
 
+        // 3b. Objects of a conversation that still syncs never grow old enough for the
+        // bucket's lifecycle rules: refresh them every `refresh_after_days` (an object
+        // found missing is uploaded again from the workspace).
+        let now = OffsetDateTime::now_utc();
+        let refresh_due = self.cfg.refresh_after_days > 0
+            && old.is_some_and(|o| {
+                now - o.refreshed_at.unwrap_or(o.synced_at)
+                    > time::Duration::days(i64::from(self.cfg.refresh_after_days))
+            });
+        let mut refreshed = 0u64;
+        if refresh_due {
+            let fresh_uploads: HashSet<usize> = diff.upload.iter().copied().collect();
+            let fresh_paths: HashSet<&str> = fresh_uploads
+                .iter()
+                .filter_map(|&i| m_paths.get(i).map(String::as_str))
+                .collect();
+            let targets: Vec<usize> = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    e.kind == ManifestKind::File && !fresh_paths.contains(e.path.as_str())
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let layout_ref = &layout;
+            let results: Vec<(usize, bool)> = futures::stream::iter(targets.into_iter().map(|i| {
+                let path = entries[i].path.clone();
+                async move {
+                    let okey = layout_ref.file(&path)?;
+                    Ok::<_, SyncError>((i, self.store.refresh(&okey).await?))
+                }
+            }))
+            .buffer_unordered(self.cfg.concurrency)
+            .try_collect()
+            .await?;
+            let missing: Vec<usize> = results.iter().filter(|r| !r.1).map(|r| r.0).collect();
+            refreshed = (results.len() - missing.len()) as u64;
+            for batch in export_batches(&entries, &missing, self.cfg.archive_batch_bytes) {
+                let paths: Vec<String> = batch.iter().map(|&i| entries[i].path.clone()).collect();
+                let results = self
+                    .export_and_upload(&layout, agent, &paths, &entries, &batch)
+                    .await?;
+                let got: HashMap<String, (u64, String)> = results
+                    .into_iter()
+                    .map(|(p, size, sha)| (p, (size, sha)))
+                    .collect();
+                for &i in &batch {
+                    if let Some((size, sha)) = got.get(&entries[i].path) {
+                        uploaded += 1;
+                        bytes_uploaded += size;
+                        entries[i].size = *size;
+                        entries[i].sha256 = Some(sha.clone());
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
+                    missing = missing.len(), "objects missing from the store were uploaded again");
+            }
+        }
+
         // 4. The new manifest: deletions still to do are recorded in it first.
         let new_files: HashSet<&str> = entries
             .iter()
@@ -440,9 +514,13 @@ impl Syncer {
             .collect();
         pending.sort();
         pending.dedup();
-        let synced_at = OffsetDateTime::now_utc();
+        let synced_at = now;
         let moved = old.and_then(|o| o.workspace.as_deref()) != Some(endpoint.as_str());
-        let write = old.is_none() || diff.changed || !vanished.is_empty() || moved;
+        let write = old.is_none() || diff.changed || !vanished.is_empty() || moved || refresh_due;
+        let refreshed_at = match old {
+            Some(o) if !refresh_due => Some(o.refreshed_at.unwrap_or(o.synced_at)),
+            _ => Some(now),
+        };
         let old_pending_len = old.map(|o| o.pending_deletes.len()).unwrap_or(0);
         let (n_entries, n_bytes) = manifest::totals(&entries);
         let mut new_manifest = StoredManifest {
@@ -451,6 +529,7 @@ impl Syncer {
             conversation_id: key.conversation_id.clone(),
             synced_at,
             workspace: Some(endpoint.clone()),
+            refreshed_at,
             entries,
             pending_deletes: pending,
         };
@@ -501,6 +580,7 @@ impl Syncer {
             skipped,
             vanished: vanished.len() as u64,
             retried_deletes: retried,
+            refreshed,
             pending_deletes,
             duration: started.elapsed(),
             synced_at,

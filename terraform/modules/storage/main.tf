@@ -95,11 +95,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 
     transition {
       days          = var.archive_after_days
-      storage_class = "GLACIER"
+      storage_class = "GLACIER_IR"
     }
 
     expiration {
-      days = var.archive_after_days + var.delete_archived_after_days
+      days = var.expire_after_days
     }
   }
 

@@ -16,15 +16,20 @@ variable "noncurrent_version_expiration_days" {
 }
 
 variable "archive_after_days" {
-  description = "Current objects move to S3 Glacier Flexible Retrieval this many days after creation."
+  description = "Current objects move to S3 Glacier Instant Retrieval this many days after creation (a restore still reads them with a plain GET)."
   type        = number
   default     = 90
 }
 
-variable "delete_archived_after_days" {
-  description = "Archived objects are deleted this many days after their move to Glacier (expiration = archive_after_days + this)."
+variable "expire_after_days" {
+  description = "Archived objects are deleted this many days after creation (the same rule as deployment/s3/lifecycle.json). The sync rewrites unchanged objects of active conversations before they age out (sync.refresh_after_days)."
   type        = number
   default     = 180
+
+  validation {
+    condition     = var.expire_after_days > var.archive_after_days
+    error_message = "Objects must be archived before they expire."
+  }
 }
 
 variable "abort_incomplete_multipart_days" {

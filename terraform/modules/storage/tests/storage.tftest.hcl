@@ -72,7 +72,7 @@ run "tls_only_policy_and_lifecycle" {
 
   assert {
     condition = [for r in aws_s3_bucket_lifecycle_configuration.this.rule : [one(r.transition).days, one(r.transition).storage_class, r.expiration[0].days]
-    if r.id == "archive-then-delete"] == [[90, "GLACIER", 270]]
-    error_message = "Objects go to Glacier after 90 days and are deleted 180 days after that."
+    if r.id == "archive-then-delete"] == [[90, "GLACIER_IR", 180]]
+    error_message = "Objects go to Glacier Instant Retrieval after 90 days and are deleted at 180 days."
   }
 }

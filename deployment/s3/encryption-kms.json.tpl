@@ -1,0 +1,11 @@
+{
+  "Rules": [
+    {
+      "ApplyServerSideEncryptionByDefault": {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": "${kms_key_arn}"
+      },
+      "BucketKeyEnabled": true
+    }
+  ]
+}
