@@ -64,7 +64,7 @@ impl AgentClient {
         let fut = async {
             match &self.endpoint {
                 Endpoint::Unix(path) => {
-                    let s = UnixStream::connect(path)
+                    let s = connect_unix_nofollow(path)
                         .await
                         .map_err(|e| connect_err(e.to_string()))?;
                     handshake(s).await
@@ -222,6 +222,41 @@ impl AgentClient {
     }
 }
 
+/// Connects to a Unix socket without following a symlink at its last component: the
+/// directory holding an agent's socket is writable by the sandbox, which could swap
+/// the socket for a symlink to a host socket (the Docker engine's). The socket inode
+/// is pinned with `O_PATH | O_NOFOLLOW`, checked to be a socket, and connected
+/// through `/proc/self/fd`, so no swap between check and connect can redirect us.
+pub async fn connect_unix_nofollow(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    use std::os::unix::{
+        fs::{FileTypeExt, OpenOptionsExt},
+        io::AsRawFd,
+    };
+    let pinned = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let kind = pinned.metadata()?.file_type();
+    if !kind.is_socket() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a socket ({}); refusing to connect",
+                path.display(),
+                if kind.is_symlink() {
+                    "a symlink"
+                } else {
+                    "another kind of file"
+                }
+            ),
+        ));
+    }
+    let via = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+    let stream = UnixStream::connect(&via).await;
+    drop(pinned);
+    stream
+}
+
 async fn handshake<S>(
     stream: S,
 ) -> Result<hyper::client::conn::http1::SendRequest<Body>, AgentError>
@@ -286,4 +321,32 @@ fn decode_events(body: Incoming) -> EventStream {
         },
     );
     Box::pin(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_unix_nofollow;
+
+    #[tokio::test]
+    async fn connects_to_a_socket_but_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.sock");
+        let listener = tokio::net::UnixListener::bind(&real).unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        connect_unix_nofollow(&real)
+            .await
+            .expect("a real socket connects");
+        accept.await.unwrap().unwrap();
+
+        // The sandbox swaps its socket for a symlink to another socket (e.g. the
+        // Docker engine's): refused, although following it would connect.
+        let link = dir.path().join("agent.sock");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = connect_unix_nofollow(&link).await.unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(connect_unix_nofollow(&file).await.is_err());
+    }
 }

@@ -18,6 +18,8 @@ pub enum AuditEvent {
     ExecutionFailed,
     FileWritten,
     FileDeleted,
+    FilesSynced,
+    FilesRestored,
     AuthRefused,
 }
 
@@ -33,6 +35,8 @@ impl AuditEvent {
             AuditEvent::ExecutionFailed => "agent_execution_failed",
             AuditEvent::FileWritten => "file_written",
             AuditEvent::FileDeleted => "file_deleted",
+            AuditEvent::FilesSynced => "file_sync_from_container",
+            AuditEvent::FilesRestored => "file_sync_to_container",
             AuditEvent::AuthRefused => "auth_refused",
         }
     }

@@ -40,6 +40,10 @@ pub struct Config {
     pub store: StoreConfig,
     pub pool: PoolConfig,
     pub gc: GcConfig,
+    /// File sync to an object store (see `docs/sync.md`).
+    pub sync: crate::sync::SyncConfig,
+    /// The per-workspace egress proxy (see `docs/proxy.md`).
+    pub egress: crate::egress::EgressConfig,
     /// How long to wait for a new workspace's agent to answer `/health`.
     pub agent_ready_timeout_secs: u64,
     /// Seconds of silence after which an SSE keep-alive comment is sent.
@@ -146,8 +150,10 @@ pub struct DockerConfig {
     pub image: String,
     /// Host directory holding one socket directory per workspace.
     pub socket_root: PathBuf,
-    /// Path of the socket directory inside the container.
+    /// Where the agent's (writable) socket directory is mounted in the container.
     pub socket_mount: String,
+    /// Where the (read-only) directory of the egress proxy's socket is mounted.
+    pub egress_mount: String,
     /// OCI runtime (`runsc` for gVisor); empty means the engine's default.
     pub oci_runtime: String,
     /// Seccomp profile file; empty means the embedded profile.
@@ -200,6 +206,8 @@ impl Default for Config {
                 absolute_ttl_secs: 8 * 3600,
                 orphan_grace_secs: 300,
             },
+            sync: crate::sync::SyncConfig::default(),
+            egress: crate::egress::EgressConfig::default(),
             agent_ready_timeout_secs: 30,
             keepalive_secs: 15,
             max_body_bytes: 64 * 1024 * 1024,
@@ -219,6 +227,7 @@ impl Default for DockerConfig {
             image: "workspace-offline:latest".into(),
             socket_root: PathBuf::from("/run/agent-workspaces"),
             socket_mount: "/run/workspace".into(),
+            egress_mount: "/run/egress".into(),
             oci_runtime: String::new(),
             seccomp_profile: String::new(),
             apparmor_profile: String::new(),
@@ -358,6 +367,10 @@ impl Config {
                 "must start with redis:// or rediss://",
             ));
         }
+        self.sync
+            .validate()
+            .map_err(|e| invalid("sync", e.to_string()))?;
+        self.egress.validate().map_err(|e| invalid("egress", e))?;
         self.docker.validate()
     }
 }
@@ -372,6 +385,12 @@ impl DockerConfig {
         }
         if !self.socket_mount.starts_with('/') {
             return Err(invalid("docker.socket_mount", "must be an absolute path"));
+        }
+        if !self.egress_mount.starts_with('/') || self.egress_mount == self.socket_mount {
+            return Err(invalid(
+                "docker.egress_mount",
+                "must be an absolute path other than docker.socket_mount",
+            ));
         }
         if self.memory_bytes < 64 * 1024 * 1024 {
             return Err(invalid("docker.memory_bytes", "must be at least 64 MiB"));

@@ -24,6 +24,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("workspace agent: {0}")]
     Agent(#[from] AgentError),
+    #[error("file sync: {0}")]
+    Sync(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

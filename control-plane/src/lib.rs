@@ -7,7 +7,8 @@
 //! - [`runtime`]: where workspaces run (Docker via bollard);
 //! - [`store`]: state (bindings, workspace records, locks) behind a trait;
 //! - [`agent_client`]: HTTP to a workspace's agent over its Unix socket or TCP;
-//! - [`pool`]: the warm pool's filler; [`gc`]: the reaper;
+//! - [`pool`]: the warm pool's filler; [`gc`]: the reaper; [`sync`]: file sync to an
+//!   object store; [`egress`]: one egress-proxy listener per workspace;
 //! - [`reconcile`]: adopting the workspaces that already run at start;
 //! - [`metrics`], [`audit`]: Prometheus metrics and the audit log.
 
@@ -15,6 +16,7 @@ pub mod agent_client;
 pub mod api;
 pub mod audit;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod gc;
 pub mod metrics;

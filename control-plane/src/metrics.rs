@@ -55,6 +55,16 @@ pub struct Metrics {
     pub pool_acquire_seconds: Histogram,
     /// Reaper sweeps by result (success, error).
     pub gc_cycles: Family<ResultLabel, Counter>,
+    /// File syncs attempted, and failed ones by kind.
+    pub syncs: Counter,
+    pub sync_errors: Family<KindLabel, Counter>,
+    pub sync_duration_seconds: Histogram,
+    pub sync_uploaded_objects: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +99,12 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
             gc_cycles: Family::default(),
+            syncs: Counter::default(),
+            sync_errors: Family::default(),
+            sync_duration_seconds: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            sync_uploaded_objects: Counter::default(),
         };
         let r = registry;
         r.register(
@@ -160,6 +176,26 @@ impl Metrics {
             "workspace_warm_pool_acquire_seconds",
             "Time to claim and bind a warm workspace",
             m.pool_acquire_seconds.clone(),
+        );
+        r.register(
+            "workspace_s3_syncs",
+            "File syncs attempted",
+            m.syncs.clone(),
+        );
+        r.register(
+            "workspace_s3_sync_errors",
+            "File syncs (and restores) that failed, by kind",
+            m.sync_errors.clone(),
+        );
+        r.register(
+            "workspace_s3_sync_duration_seconds",
+            "Duration of successful syncs",
+            m.sync_duration_seconds.clone(),
+        );
+        r.register(
+            "workspace_s3_sync_uploaded_objects",
+            "File objects uploaded by syncs",
+            m.sync_uploaded_objects.clone(),
         );
         r.register(
             "workspace_gc_cycles",

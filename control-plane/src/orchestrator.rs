@@ -19,6 +19,7 @@ use crate::{
     agent_client::{AgentClient, AgentError},
     audit::{self, AuditEvent},
     config::Config,
+    egress::Egress,
     error::{Error, Result},
     metrics::{Metrics, ReasonLabel, SourceLabel, StatusLabel},
     runtime::{Endpoint, Runtime, WorkspaceSpec},
@@ -26,6 +27,7 @@ use crate::{
         lease::Lease, Claim, ConversationKey, PoolSizing, StateStore, WorkspaceRecord,
         WorkspaceState,
     },
+    sync::{SyncError, SyncReport, Syncer},
     time_util::now_ms,
 };
 
@@ -49,6 +51,10 @@ pub struct Orchestrator {
     pool_notify: Arc<tokio::sync::Notify>,
     /// Executions in progress per workspace.
     running: Arc<Mutex<HashMap<String, usize>>>,
+    /// Per-workspace egress proxy listeners (local runtime), if enabled.
+    egress: Option<Arc<Egress>>,
+    /// File sync, if configured.
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// A workspace ready to serve, and how it came to serve this request.
@@ -58,7 +64,13 @@ pub struct Acquired {
     pub source: WorkspaceSource,
     /// Set when the conversation's previous workspace was found dead and replaced.
     pub replaced: Option<String>,
+    /// When the files restored into a new workspace were synced.
+    pub restored_from: Option<String>,
 }
+
+/// Tools of Claude Code whose results mean files may have changed (a sync is
+/// scheduled, debounced, after each).
+const FILE_CHANGING_TOOLS: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"];
 
 impl Orchestrator {
     pub fn new(
@@ -76,7 +88,38 @@ impl Orchestrator {
             conversation_locks: Mutex::new(HashMap::new()),
             pool_notify: Arc::new(tokio::sync::Notify::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
+            egress: None,
+            syncer: None,
         }
+    }
+
+    /// Serves an egress proxy per workspace through `egress`.
+    pub fn set_egress(&mut self, egress: Arc<Egress>) {
+        self.egress = Some(egress);
+    }
+
+    /// Syncs workspaces' files through `syncer`.
+    pub fn set_syncer(&mut self, syncer: Arc<Syncer>) {
+        let metrics = self.metrics.clone();
+        let store = self.store.clone();
+        syncer.set_observer(move |key, result| {
+            observe_sync(&metrics, result);
+            if let Ok(report) = result {
+                let store = store.clone();
+                let key = key.clone();
+                let at = report.synced_at;
+                tokio::spawn(async move { record_synced(store.as_ref(), &key, at).await });
+            }
+        });
+        self.syncer = Some(syncer);
+    }
+
+    pub fn egress(&self) -> Option<&Arc<Egress>> {
+        self.egress.as_ref()
+    }
+
+    pub fn syncer(&self) -> Option<&Arc<Syncer>> {
+        self.syncer.as_ref()
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -170,6 +213,7 @@ impl Orchestrator {
                     record: rec,
                     source: WorkspaceSource::Existing,
                     replaced: None,
+                    restored_from: None,
                 });
             }
         }
@@ -186,6 +230,7 @@ impl Orchestrator {
                     record: rec,
                     source: WorkspaceSource::Existing,
                     replaced: None,
+                    restored_from: None,
                 });
             }
             // Not answering: still starting, or dead?
@@ -205,6 +250,7 @@ impl Orchestrator {
                     record: rec,
                     source: WorkspaceSource::Existing,
                     replaced: None,
+                    restored_from: None,
                 });
             }
             warn!(
@@ -233,11 +279,66 @@ impl Orchestrator {
         } else {
             record.source
         };
+        // A new workspace starts from the conversation's last sync. If that fails it
+        // is not used: syncing an empty workspace would overwrite the stored files.
+        let restored_from = match self.restore(key, &record).await {
+            Ok(at) => at,
+            Err(e) => {
+                warn!(workspace_id = %record.workspace_id, error = %e, "restore failed; discarding the workspace");
+                let _ = self.destroy_workspace(&record, "restore_failed").await;
+                return Err(e);
+            }
+        };
         Ok(Acquired {
             record,
             source,
             replaced,
+            restored_from,
         })
+    }
+
+    /// Restores the conversation's synced files into a new workspace; returns when
+    /// they were synced (`None` when nothing is stored or sync is off).
+    async fn restore(
+        &self,
+        key: &ConversationKey,
+        rec: &WorkspaceRecord,
+    ) -> Result<Option<String>> {
+        let Some(syncer) = &self.syncer else {
+            return Ok(None);
+        };
+        let client = AgentClient::new(rec.endpoint.clone());
+        match syncer.restore(key, &client).await {
+            Ok(Some(report)) => {
+                info!(
+                    workspace_id = %rec.workspace_id,
+                    files = report.files,
+                    bytes = report.bytes,
+                    "restored the conversation's files"
+                );
+                audit::record(
+                    AuditEvent::FilesRestored,
+                    &key.tenant_id,
+                    &key.conversation_id,
+                    &rec.workspace_id,
+                    &format!("{} files", report.files),
+                );
+                Ok(report
+                    .synced_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok())
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.metrics
+                    .sync_errors
+                    .get_or_create(&crate::metrics::KindLabel {
+                        kind: e.kind().into(),
+                    })
+                    .inc();
+                Err(Error::Sync(e.to_string()))
+            }
+        }
     }
 
     /// Takes a healthy member of the warm pool and binds it to `key` (the conversation's
@@ -283,6 +384,12 @@ impl Orchestrator {
                     rec.source = WorkspaceSource::Warm;
                     rec.last_active_ms = now;
                     self.store.put_record(&rec).await?;
+                    // The conversation's egress policy (and audit context) from now on.
+                    if let Some(egress) = &self.egress {
+                        if let Err(e) = egress.ensure(&rec).await {
+                            warn!(workspace_id = %ws, error = %e, "egress listener not updated");
+                        }
+                    }
                     self.metrics.pool_hits.inc();
                     self.metrics
                         .pool_acquire_seconds
@@ -345,6 +452,7 @@ impl Orchestrator {
             source,
             state: WorkspaceState::Starting,
             created_by: self.instance_id.clone(),
+            egress_socket: None,
         };
         if !self.store.reserve(&record, self.cfg.max_workspaces).await? {
             return Err(Error::CapacityExhausted(self.cfg.max_workspaces));
@@ -383,6 +491,7 @@ impl Orchestrator {
             }
         };
         record.endpoint = ws.endpoint;
+        record.egress_socket = ws.egress_socket;
         record.created_at_ms = ws.created_at_ms;
         record.last_active_ms = now_ms();
         record.state = if owner.is_some() {
@@ -465,7 +574,7 @@ impl Orchestrator {
             head.push(Event::ContainerRecovered {
                 workspace_id: rec.workspace_id.clone(),
                 previous_workspace_id: prev.clone(),
-                last_synced_at: None,
+                last_synced_at: acquired.restored_from.clone(),
             });
         }
 
@@ -489,7 +598,15 @@ impl Orchestrator {
             key.clone(),
             self.store.clone(),
         );
-        let relay = relay_events(events, guard);
+        let sync = self.syncer.clone().map(|s| SyncHook {
+            syncer: s,
+            key: key.clone(),
+            client: client.clone(),
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            tools: HashMap::new(),
+        });
+        let relay = relay_events(events, guard, sync);
         Ok(Box::pin(futures::stream::iter(head).chain(relay)))
     }
 
@@ -531,6 +648,14 @@ impl Orchestrator {
         self.with_conversation_lock(key, || async {
             match self.existing(key).await? {
                 Some(rec) => {
+                    // Nothing is lost: sync first; only a dead workspace is deleted
+                    // without (there is nothing left to save).
+                    if let Err(e) = self.sync_workspace(&rec).await {
+                        if AgentClient::new(rec.endpoint.clone()).health().await.is_ok() {
+                            return Err(e);
+                        }
+                        warn!(workspace_id = %rec.workspace_id, error = %e, "deleting a dead workspace without a final sync");
+                    }
                     self.destroy_workspace(&rec, "deleted").await?;
                     Ok(true)
                 }
@@ -551,8 +676,16 @@ impl Orchestrator {
                 .await?;
         }
         self.store.pool_remove(&rec.workspace_id).await?;
+        if let Some(egress) = &self.egress {
+            egress.release(&rec.workspace_id).await;
+        }
         self.runtime.destroy(&rec.workspace_id).await?;
         self.store.delete_record(&rec.workspace_id).await?;
+        if let (Some(syncer), Some(t), Some(c)) =
+            (&self.syncer, &rec.tenant_id, &rec.conversation_id)
+        {
+            syncer.forget(&ConversationKey::new(t, c));
+        }
         self.metrics
             .containers_destroyed
             .get_or_create(&ReasonLabel {
@@ -618,6 +751,7 @@ impl Orchestrator {
                 continue;
             };
             rec.endpoint = w.endpoint;
+            rec.egress_socket = w.egress_socket;
             rec.created_at_ms = w.created_at_ms;
             match (&rec.tenant_id, &rec.conversation_id) {
                 (Some(t), Some(c)) => {
@@ -640,9 +774,57 @@ impl Orchestrator {
         Ok(n)
     }
 
-    /// Syncs a workspace's files to the object store before it goes away.
-    pub async fn sync_workspace(&self, _rec: &WorkspaceRecord) -> Result<()> {
-        Ok(())
+    /// Syncs a bound workspace's files to the object store now (before it goes away,
+    /// or on request). A no-op without sync or for an unbound workspace.
+    pub async fn sync_workspace(&self, rec: &WorkspaceRecord) -> Result<Option<SyncReport>> {
+        let (Some(syncer), Some(t), Some(c)) = (&self.syncer, &rec.tenant_id, &rec.conversation_id)
+        else {
+            return Ok(None);
+        };
+        let key = ConversationKey::new(t, c);
+        let result = syncer
+            .sync(&key, &AgentClient::new(rec.endpoint.clone()))
+            .await;
+        observe_sync(&self.metrics, &result);
+        match result {
+            Ok(report) => {
+                record_synced(self.store.as_ref(), &key, report.synced_at).await;
+                audit::record(
+                    AuditEvent::FilesSynced,
+                    t,
+                    c,
+                    &rec.workspace_id,
+                    &format!("{} uploaded, {} deleted", report.uploaded, report.deleted),
+                );
+                Ok(Some(report))
+            }
+            Err(e) => Err(Error::Sync(e.to_string())),
+        }
+    }
+
+    /// Syncs every bound workspace this process serves (shutdown).
+    pub async fn sync_all(&self) -> usize {
+        let Ok(records) = self.store.records().await else {
+            return 0;
+        };
+        let mut n = 0;
+        for rec in records.iter().filter(|r| r.state == WorkspaceState::Bound) {
+            let ours = match &self.egress {
+                Some(e) => e.serves(&rec.workspace_id).await,
+                None => true,
+            };
+            if !ours {
+                continue;
+            }
+            match self.sync_workspace(rec).await {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(workspace_id = %rec.workspace_id, error = %e, "sync on shutdown failed")
+                }
+            }
+        }
+        n
     }
 
     /// Workspaces of one tenant.
@@ -810,31 +992,124 @@ impl Drop for ExecutionGuard {
 fn relay_events(
     events: crate::agent_client::EventStream,
     guard: ExecutionGuard,
+    sync: Option<SyncHook>,
 ) -> impl Stream<Item = Event> + Send {
-    futures::stream::unfold((events, Some(guard)), |(mut events, guard)| async move {
-        let mut guard = guard?;
-        let next = events.next().await;
-        let ev = match next {
-            Some(Ok(ev)) => ev,
-            Some(Err(e)) => lost(&e),
-            None => Event::Error {
-                code: "workspace_lost".into(),
-                message: "the workspace's agent ended the stream without a result".into(),
-            },
-        };
-        if ev.is_terminal() {
-            // The platform's outcome, not the command's: a command that exits 1 was
-            // served successfully; an `error` event means the platform failed it.
-            guard.outcome = match &ev {
-                Event::Result(r) if r.timed_out => "timeout",
-                Event::Result(_) => "success",
-                _ => "error",
+    futures::stream::unfold(
+        (events, Some(guard), sync),
+        |(mut events, guard, mut sync)| async move {
+            let mut guard = guard?;
+            let ev = match events.next().await {
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => lost(&e),
+                None => Event::Error {
+                    code: "workspace_lost".into(),
+                    message: "the workspace's agent ended the stream without a result".into(),
+                },
             };
-            drop(guard);
-            return Some((ev, (events, None)));
+            if let Some(hook) = sync.as_mut() {
+                hook.observe(&ev);
+            }
+            if ev.is_terminal() {
+                // The platform's outcome, not the command's: a command that exits 1 was
+                // served successfully; an `error` event means the platform failed it.
+                guard.outcome = match &ev {
+                    Event::Result(r) if r.timed_out => "timeout",
+                    Event::Result(_) => "success",
+                    _ => "error",
+                };
+                drop(guard);
+                if let Some(hook) = sync.take() {
+                    hook.after_execute();
+                }
+                return Some((ev, (events, None, None)));
+            }
+            Some((ev, (events, Some(guard), sync)))
+        },
+    )
+}
+
+/// File sync around one execution: a debounced sync after each file-changing tool
+/// result, and a sync right after the execution.
+struct SyncHook {
+    syncer: Arc<Syncer>,
+    key: ConversationKey,
+    client: AgentClient,
+    metrics: Metrics,
+    store: Arc<dyn StateStore>,
+    /// Tool names by tool-use id, to know what a tool result belongs to.
+    tools: HashMap<String, String>,
+}
+
+impl SyncHook {
+    fn observe(&mut self, ev: &Event) {
+        match ev {
+            Event::ToolUse { id, name, .. } => {
+                self.tools.insert(id.clone(), name.clone());
+            }
+            Event::ToolResult { tool_use_id, .. } => {
+                let changes_files = self
+                    .tools
+                    .get(tool_use_id)
+                    .is_some_and(|n| FILE_CHANGING_TOOLS.contains(&n.as_str()));
+                if changes_files {
+                    self.syncer.schedule(&self.key, &self.client);
+                }
+            }
+            _ => {}
         }
-        Some((ev, (events, Some(guard))))
-    })
+    }
+
+    fn after_execute(self) {
+        tokio::spawn(async move {
+            let result = self.syncer.sync(&self.key, &self.client).await;
+            observe_sync(&self.metrics, &result);
+            match result {
+                Ok(report) => record_synced(self.store.as_ref(), &self.key, report.synced_at).await,
+                Err(e) => warn!(
+                    tenant_id = %self.key.tenant_id,
+                    conversation_id = %self.key.conversation_id,
+                    error = %e,
+                    "sync after execute failed"
+                ),
+            }
+        });
+    }
+}
+
+/// Counts a sync's outcome in the metrics.
+fn observe_sync(metrics: &Metrics, result: &std::result::Result<SyncReport, SyncError>) {
+    match result {
+        Ok(r) => {
+            metrics.syncs.inc();
+            metrics
+                .sync_duration_seconds
+                .observe(r.duration.as_secs_f64());
+            metrics.sync_uploaded_objects.inc_by(r.uploaded);
+        }
+        Err(e) => {
+            metrics.syncs.inc();
+            metrics
+                .sync_errors
+                .get_or_create(&crate::metrics::KindLabel {
+                    kind: e.kind().into(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// Writes a sync's time into the conversation's current workspace record.
+async fn record_synced(store: &dyn StateStore, key: &ConversationKey, at: time::OffsetDateTime) {
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let Ok(Some(ws)) = store.binding(key).await else {
+        return;
+    };
+    if let Ok(Some(mut rec)) = store.record(&ws).await {
+        if rec.last_synced_ms.is_none_or(|prev| prev < ms) {
+            rec.last_synced_ms = Some(ms);
+            let _ = store.put_record(&rec).await;
+        }
+    }
 }
 
 fn lost(e: &AgentError) -> Event {

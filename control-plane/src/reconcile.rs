@@ -70,6 +70,7 @@ pub async fn reconcile(runtime: &dyn Runtime, store: &dyn StateStore) -> Result<
                         source: WorkspaceSource::Cold,
                         state: crate::store::WorkspaceState::Bound,
                         created_by: String::new(),
+                        egress_socket: ws.egress_socket.clone(),
                     })
                     .await?;
                 info!(

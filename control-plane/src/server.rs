@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::{
     api::{self, AppState},
     config::{Config, RuntimeKind, StoreKind},
+    egress::Egress,
     gc::Reaper,
     metrics::Metrics,
     orchestrator::Orchestrator,
@@ -21,6 +22,7 @@ use crate::{
     reconcile,
     runtime::{docker::DockerRuntime, Runtime},
     store::{memory::MemoryStore, redis::RedisStore, StateStore},
+    sync::Syncer,
 };
 
 /// A started control plane: its address, its parts, and the handle to stop it.
@@ -93,12 +95,28 @@ impl Server {
 
         let report = reconcile::reconcile(runtime.as_ref(), store.as_ref()).await?;
         info!(?report, "reconciled with running workspaces");
-        let orch = Arc::new(Orchestrator::new(
-            runtime,
-            store,
-            cfg.clone(),
-            metrics.clone(),
-        ));
+        let mut orch = Orchestrator::new(runtime, store.clone(), cfg.clone(), metrics.clone());
+        if let Some(syncer) = Syncer::from_config(&cfg.sync)
+            .await
+            .map_err(|e| anyhow::anyhow!("sync: {e}"))?
+        {
+            orch.set_syncer(Arc::new(syncer));
+        }
+        let egress = if cfg.egress.enabled && orch.runtime().name() == "docker" {
+            let e = Egress::new(
+                cfg.egress.clone(),
+                store,
+                orch.instance_id().to_string(),
+                &mut registry,
+            )
+            .map_err(|e| anyhow::anyhow!("egress: {e}"))?;
+            let e = Arc::new(e);
+            orch.set_egress(e.clone());
+            Some(e)
+        } else {
+            None
+        };
+        let orch = Arc::new(orch);
         metrics
             .active_containers
             .set(orch.store().records().await?.len() as i64);
@@ -108,6 +126,10 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr()?;
+        if let Some(e) = &egress {
+            // A sandbox must never reach the control plane's own API through its proxy.
+            e.add_own_address(addr);
+        }
         let shutdown = CancellationToken::new();
         let streams_cancel = CancellationToken::new();
         let state = AppState {
@@ -125,6 +147,13 @@ impl Server {
             spawn_heartbeat(orch.clone(), background_stop.clone()),
             WarmPool::new(orch.clone()).spawn(background_stop.clone()),
         ];
+        if let Some(e) = egress {
+            // Listeners of adopted workspaces (and of dead replicas) start here.
+            if let Err(err) = e.supervise_once().await {
+                warn!(error = %err, "initial egress supervision failed");
+            }
+            background.push(e.spawn_supervisor(background_stop.clone()));
+        }
         if cfg.gc.enabled {
             background.push(Arc::new(Reaper::new(orch.clone())).spawn(background_stop.clone()));
         }
@@ -155,6 +184,11 @@ impl Server {
                 warn!(error = %e, "server ended with an error");
             }
             streams_cancel.cancel();
+            // Nothing is lost on shutdown: bound workspaces are synced first.
+            let synced = orch2.sync_all().await;
+            if synced > 0 {
+                info!(synced, "synced workspaces on shutdown");
+            }
             background_stop.cancel();
             for task in background {
                 let _ = task.await;

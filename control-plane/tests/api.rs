@@ -604,11 +604,15 @@ async fn docker_inspect_shows_every_hardening_option() {
     assert!(tmpfs["/run"].contains("size="));
     assert!(tmpfs["/workspace"].contains(&format!("size={}", 32 * 1024 * 1024)));
     let binds = hc.binds.unwrap();
-    assert_eq!(binds.len(), 1, "only its own socket directory: {binds:?}");
-    assert!(binds[0].starts_with(&format!(
-        "{}:",
-        plane.cfg.docker.socket_root.join(&ws).display()
-    )));
+    let own = plane.cfg.docker.socket_root.join(&ws);
+    assert_eq!(
+        binds,
+        vec![
+            format!("{}/agent:/run/workspace:rw", own.display()),
+            format!("{}/egress:/run/egress:ro", own.display()),
+        ],
+        "only its own socket directories; the egress one read-only"
+    );
     assert_eq!(cfg.user.as_deref(), Some("1000:1000"));
     let labels = cfg.labels.unwrap();
     assert_eq!(labels["io.agent-workspace.managed"], "true");

@@ -413,6 +413,7 @@ impl Process {
             .env("CP_GC__ENABLED", "false")
             .env("CP_DOCKER__IMAGE", IMAGE)
             .env("CP_DOCKER__SOCKET_ROOT", socket_root)
+            .env("CP_SYNC__LOCAL_DIR", format!("{socket_root}-objects"))
             .env("CP_DOCKER__MEMORY_BYTES", (256u64 << 20).to_string())
             .env("CP_DOCKER__PIDS_LIMIT", "64")
             .env("CP_LOG", "warn")
@@ -474,6 +475,7 @@ impl Drop for FleetGuard {
             tokio::runtime::Runtime::new()
                 .unwrap()
                 .block_on(remove_fleet(&fleet));
+            let _ = std::fs::remove_dir_all(format!("{root}-objects"));
             let _ = std::fs::remove_dir_all(root);
         })
         .join();

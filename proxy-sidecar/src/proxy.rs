@@ -382,6 +382,12 @@ impl ListenerHandle {
         self.state.policy()
     }
 
+    /// True while the listener accepts connections (its accept loop has not ended).
+    pub fn is_running(&self) -> bool {
+        self.accept.as_ref().is_some_and(|t| !t.is_finished())
+            && !self.state.graceful.is_cancelled()
+    }
+
     pub fn context(&self) -> &ListenerContext {
         &self.state.ctx
     }

@@ -15,6 +15,24 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant(pub String);
 
+/// The tenant of an authenticated request and whether its token is an admin's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: String,
+    pub admin: bool,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(parts, state).map(|t| Caller {
+            tenant: t.tenant.clone(),
+            admin: t.admin,
+        })
+    }
+}
+
 /// An authenticated request whose token may change fleet-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin(pub String);

@@ -63,6 +63,10 @@ impl From<Error> for ApiError {
                 tracing::error!(error = %msg, "state store failure");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", msg)
             }
+            Error::Sync(_) => {
+                tracing::error!(error = %msg, "file sync failure");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "sync_failed", msg)
+            }
             Error::Agent(a) => a.into(),
         }
     }

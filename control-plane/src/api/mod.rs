@@ -2,6 +2,7 @@
 //! outside it, JSON errors everywhere (unknown routes and methods included).
 
 pub mod auth;
+pub mod egress;
 pub mod error;
 pub mod extract;
 pub mod files;
@@ -61,6 +62,14 @@ pub fn router(state: AppState) -> Router {
             get(files::export_archive).put(files::import_archive),
         )
         .route(
+            "/conversations/{conversation_id}/egress",
+            get(egress::get).put(egress::put).delete(egress::delete),
+        )
+        .route(
+            "/conversations/{conversation_id}/sync",
+            post(workspaces::sync),
+        )
+        .route(
             "/conversations/{conversation_id}/workspace",
             get(workspaces::get_for_conversation).delete(workspaces::delete_for_conversation),
         )
@@ -106,12 +115,17 @@ async fn live() -> impl IntoResponse {
 async fn ready(State(st): State<AppState>) -> Response {
     let runtime = st.orch.runtime().ping().await;
     let store = st.orch.store().ping().await;
+    let sync = match st.orch.syncer() {
+        Some(s) => s.probe().await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
     let body = serde_json::json!({
-        "status": if runtime.is_ok() && store.is_ok() { "ok" } else { "unavailable" },
+        "status": if runtime.is_ok() && store.is_ok() && sync.is_ok() { "ok" } else { "unavailable" },
         "runtime": { "name": st.orch.runtime().name(), "ok": runtime.is_ok(),
                      "error": runtime.err().map(|e| e.to_string()) },
         "store": { "name": st.orch.store().kind(), "ok": store.is_ok(),
                    "error": store.err().map(|e| e.to_string()) },
+        "sync": { "enabled": st.orch.syncer().is_some(), "ok": sync.is_ok(), "error": sync.err() },
     });
     let ok = body["status"] == "ok";
     let status = if ok {

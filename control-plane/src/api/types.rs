@@ -58,3 +58,18 @@ pub struct PoolStatus {
     /// The fleet-wide workspace cap.
     pub max_workspaces: usize,
 }
+
+/// Answer of `POST /v1/conversations/{id}/sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResult {
+    /// File objects uploaded (changed or new files).
+    pub uploaded: u64,
+    /// Objects deleted (files that disappeared).
+    pub deleted: u64,
+    pub bytes_uploaded: u64,
+    /// Entries in the workspace (files, directories, symlinks).
+    pub entries: u64,
+    pub total_bytes: u64,
+    pub duration_ms: u64,
+    pub synced_at: String,
+}

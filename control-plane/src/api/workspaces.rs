@@ -10,7 +10,7 @@ use super::{
     error::ApiError,
     extract::{ApiJson, ApiPath},
     sse::sse_response,
-    types::{Deleted, WorkspaceInfo, WorkspaceList},
+    types::{Deleted, SyncResult, WorkspaceInfo, WorkspaceList},
     AppState,
 };
 use crate::{error::Error, orchestrator::Orchestrator, store::ConversationKey};
@@ -39,6 +39,38 @@ fn info(st: &AppState, r: &crate::store::WorkspaceRecord) -> WorkspaceInfo {
 
 fn key(tenant: &str, conversation_id: &str) -> Result<ConversationKey, ApiError> {
     Ok(Orchestrator::key(tenant, conversation_id)?)
+}
+
+/// `POST /v1/conversations/{id}/sync`: syncs the workspace's files now.
+pub async fn sync(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> Result<Json<SyncResult>, ApiError> {
+    let key = key(&tenant, &conversation_id)?;
+    let rec = st
+        .orch
+        .existing(&key)
+        .await?
+        .ok_or(Error::WorkspaceNotFound)?;
+    match st.orch.sync_workspace(&rec).await? {
+        Some(r) => Ok(Json(SyncResult {
+            uploaded: r.uploaded,
+            deleted: r.deleted,
+            bytes_uploaded: r.bytes_uploaded,
+            entries: r.entries,
+            total_bytes: r.total_bytes,
+            duration_ms: r.duration.as_millis() as u64,
+            synced_at: crate::time_util::rfc3339(
+                (r.synced_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            ),
+        })),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "sync_disabled",
+            "file sync is not configured (sync.backend = \"none\")",
+        )),
+    }
 }
 
 /// `GET /v1/conversations/{id}/workspace`.

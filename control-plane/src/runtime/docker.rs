@@ -2,6 +2,13 @@
 //! bollard. Owns the container's security settings (every layer of the brief, each
 //! configurable in [`DockerConfig`]), its labels, and the per-workspace socket
 //! directory on the host that is bind-mounted into that container only.
+//!
+//! The socket directory `<socket_root>/<ws>/` (root, 0755) holds two mounts:
+//! `agent/` (owned by the sandbox user, 0700, read-write at `socket_mount`), where the
+//! agent creates `agent.sock`; and `egress/` (root, 0755, **read-only** at
+//! `egress_mount`), where the control plane serves the workspace's egress proxy on
+//! `proxy.sock`. The sandbox can therefore never place a symlink where the control
+//! plane (root) creates or chmods a file.
 
 use std::{
     collections::HashMap,
@@ -36,10 +43,14 @@ pub const LABEL_TENANT: &str = "io.agent-workspace.tenant";
 pub const LABEL_CONVERSATION: &str = "io.agent-workspace.conversation";
 pub const LABEL_CREATED: &str = "io.agent-workspace.created-at";
 
-/// Name of the agent's socket inside the socket directory.
+/// Name of the agent's socket inside the agent directory.
 pub const AGENT_SOCKET: &str = "agent.sock";
-/// Name of the egress proxy's socket inside the socket directory.
+/// Name of the egress proxy's socket inside the egress directory.
 pub const PROXY_SOCKET: &str = "proxy.sock";
+/// Subdirectory (of a workspace's socket directory) the sandbox may write.
+pub const AGENT_DIR: &str = "agent";
+/// Subdirectory (of a workspace's socket directory) only the control plane writes.
+pub const EGRESS_DIR: &str = "egress";
 
 /// Workspaces as containers on one Docker engine.
 pub struct DockerRuntime {
@@ -110,6 +121,7 @@ impl DockerRuntime {
         let c = &self.cfg;
         let (uid, gid) = self.sandbox_ids();
         let mount = c.socket_mount.trim_end_matches('/');
+        let egress_mount = c.egress_mount.trim_end_matches('/');
         let size = |s: &str| parse_size(s).unwrap_or(1 << 20);
 
         let mut tmpfs = HashMap::new();
@@ -161,7 +173,7 @@ impl DockerRuntime {
         let mut env: Vec<String> = vec![
             format!("WORKSPACE_AGENT_LISTEN=unix:{mount}/{AGENT_SOCKET}"),
             "WORKSPACE_AGENT_ROOT=/workspace".into(),
-            format!("WORKSPACE_AGENT_PROXY_SOCKET={mount}/{PROXY_SOCKET}"),
+            format!("WORKSPACE_AGENT_PROXY_SOCKET={egress_mount}/{PROXY_SOCKET}"),
             "WORKSPACE_AGENT_RELAY_LISTEN=127.0.0.1:8080".into(),
             "HOME=/home/appuser".into(),
             "PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin".into(),
@@ -179,10 +191,20 @@ impl DockerRuntime {
             network_mode: Some("none".into()),
             readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
-            binds: Some(vec![format!(
-                "{}:{mount}:rw",
-                self.socket_dir(&spec.workspace_id).display()
-            )]),
+            binds: Some(vec![
+                format!(
+                    "{}:{mount}:rw",
+                    self.socket_dir(&spec.workspace_id)
+                        .join(AGENT_DIR)
+                        .display()
+                ),
+                format!(
+                    "{}:{egress_mount}:ro",
+                    self.socket_dir(&spec.workspace_id)
+                        .join(EGRESS_DIR)
+                        .display()
+                ),
+            ]),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: Some(vec![]),
             security_opt: Some(security_opt),
@@ -223,18 +245,29 @@ impl DockerRuntime {
             workspace_id: workspace_id.to_string(),
             message: m,
         };
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(err(format!("socket dir {}: {e}", dir.display()))),
-        }
-        // Only the sandbox user (and root) may enter it; each container mounts only
-        // its own directory.
+        let mkdir =
+            |path: &Path, mode: u32| match std::fs::DirBuilder::new().mode(mode).create(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(err(format!("socket dir {}: {e}", path.display()))),
+            };
+        let chmod = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| err(format!("chmod {}: {e}", path.display())))
+        };
+        // Everything is created and permissioned before the container exists, so the
+        // sandbox cannot race these calls.
+        mkdir(&dir, 0o755)?;
+        chmod(&dir, 0o755)?;
+        let agent_dir = dir.join(AGENT_DIR);
+        mkdir(&agent_dir, 0o700)?;
         let (_, gid) = self.sandbox_ids();
-        chown(&dir, Some(self.cfg.socket_dir_owner_uid), Some(gid))
-            .map_err(|e| err(format!("chown {}: {e}", dir.display())))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| err(format!("chmod {}: {e}", dir.display())))?;
+        chown(&agent_dir, Some(self.cfg.socket_dir_owner_uid), Some(gid))
+            .map_err(|e| err(format!("chown {}: {e}", agent_dir.display())))?;
+        chmod(&agent_dir, 0o700)?;
+        let egress_dir = dir.join(EGRESS_DIR);
+        mkdir(&egress_dir, 0o755)?;
+        chmod(&egress_dir, 0o755)?;
         Ok(dir)
     }
 
@@ -272,7 +305,8 @@ impl DockerRuntime {
                 .and_then(|s| time_util::parse_rfc3339(s))
                 .unwrap_or(0),
             running,
-            endpoint: Endpoint::Unix(socket_dir.join(AGENT_SOCKET)),
+            endpoint: Endpoint::Unix(socket_dir.join(AGENT_DIR).join(AGENT_SOCKET)),
+            egress_socket: Some(socket_dir.join(EGRESS_DIR).join(PROXY_SOCKET)),
             socket_dir: Some(socket_dir),
             workspace_id,
         }

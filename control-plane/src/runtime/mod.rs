@@ -50,6 +50,9 @@ pub struct RuntimeWorkspace {
     pub endpoint: Endpoint,
     /// Per-workspace host directory holding the agent and proxy sockets, if any.
     pub socket_dir: Option<PathBuf>,
+    /// Where the control plane serves this workspace's egress proxy (local runtime);
+    /// `None` when the workspace brings its own (the ECS sidecar).
+    pub egress_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ pub fn rec(id: &str, tenant: Option<&str>) -> WorkspaceRecord {
             WorkspaceState::Pooled
         },
         created_by: "test".into(),
+        egress_socket: None,
     }
 }
 
@@ -105,6 +106,20 @@ pub async fn suite(store: Arc<dyn StateStore>) {
     got.sort();
     got.dedup();
     assert_eq!(got.len(), 20, "a member was claimed twice");
+
+    // Conversation policies.
+    assert_eq!(store.conversation_policy(&k).await.unwrap(), None);
+    store
+        .set_conversation_policy(&k, Some(r#"{"allow":["a.example"]}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.conversation_policy(&k).await.unwrap().as_deref(),
+        Some(r#"{"allow":["a.example"]}"#)
+    );
+    assert_eq!(store.conversation_policy(&k2).await.unwrap(), None);
+    store.set_conversation_policy(&k, None).await.unwrap();
+    assert_eq!(store.conversation_policy(&k).await.unwrap(), None);
 
     // Sizing.
     assert_eq!(store.pool_sizing().await.unwrap(), None);

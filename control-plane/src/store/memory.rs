@@ -18,6 +18,7 @@ struct Inner {
     locks: HashMap<String, (String, Instant)>,
     pool: VecDeque<String>,
     sizing: Option<PoolSizing>,
+    policies: HashMap<ConversationKey, String>,
 }
 
 /// In-memory [`StateStore`].
@@ -178,6 +179,28 @@ impl StateStore for MemoryStore {
 
     async fn set_pool_sizing(&self, sizing: PoolSizing) -> Result<(), StoreError> {
         self.with(|i| i.sizing = Some(sizing))
+    }
+
+    async fn conversation_policy(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<Option<String>, StoreError> {
+        self.with(|i| i.policies.get(key).cloned())
+    }
+
+    async fn set_conversation_policy(
+        &self,
+        key: &ConversationKey,
+        policy: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.with(|i| match policy {
+            Some(p) => {
+                i.policies.insert(key.clone(), p.to_string());
+            }
+            None => {
+                i.policies.remove(key);
+            }
+        })
     }
 
     async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {

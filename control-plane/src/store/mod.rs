@@ -35,6 +35,10 @@ pub struct WorkspaceRecord {
     /// The control-plane instance that created it (drains its own pool members).
     #[serde(default)]
     pub created_by: String,
+    /// Host path of the Unix socket on which the control plane serves this
+    /// workspace's egress proxy (local runtime); `None` when a sidecar does (ECS).
+    #[serde(default)]
+    pub egress_socket: Option<std::path::PathBuf>,
 }
 
 /// Where a workspace is in its life.
@@ -151,6 +155,19 @@ pub trait StateStore: Send + Sync + 'static {
     /// The sizing set at run time, if any (overrides the configured one).
     async fn pool_sizing(&self) -> Result<Option<PoolSizing>, StoreError>;
     async fn set_pool_sizing(&self, sizing: PoolSizing) -> Result<(), StoreError>;
+
+    /// The egress policy set for a conversation at run time (JSON of
+    /// `proxy_sidecar::PolicyConfig`), if any.
+    async fn conversation_policy(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<Option<String>, StoreError>;
+    /// Sets (or, with `None`, clears) a conversation's egress policy.
+    async fn set_conversation_policy(
+        &self,
+        key: &ConversationKey,
+        policy: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Takes a lock for `ttl_ms` if free (or already held by `owner`).
     async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;

@@ -6,7 +6,8 @@
 //! Keys, all under `aw:<fleet>:`: `bindings` (hash `<tenant>:<conversation>` →
 //! workspace id), `records` (hash workspace id → JSON record), `active` (hash
 //! workspace id → last activity, ms; kept apart so touches never rewrite records),
-//! `pool` (list), `pool-sizing` (JSON), `lock:<name>`.
+//! `pool` (list), `pool-sizing` (JSON), `policies` (hash `<tenant>:<conversation>` →
+//! egress policy JSON), `lock:<name>`.
 
 use async_trait::async_trait;
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
@@ -378,6 +379,29 @@ impl StateStore for RedisStore {
         c.set(self.key("pool-sizing"), json)
             .await
             .map_err(unavailable)
+    }
+
+    async fn conversation_policy(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.hget(self.key("policies"), field(key))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_conversation_policy(
+        &self,
+        key: &ConversationKey,
+        policy: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        match policy {
+            Some(p) => c.hset(self.key("policies"), field(key), p).await,
+            None => c.hdel(self.key("policies"), field(key)).await,
+        }
+        .map_err(unavailable)
     }
 
     async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {

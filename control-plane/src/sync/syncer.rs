@@ -680,11 +680,13 @@ impl Syncer {
             let (tx, rx) = tokio::sync::mpsc::channel::<TarItem>(self.cfg.concurrency * 2);
             let writer = tokio::task::spawn_blocking(move || transfer::write_tar(file, rx));
             let layout_ref = &layout;
-            let mut fetches = futures::stream::iter(batch.iter().map(|&i| {
-                let e = &m.entries[i];
-                async move { self.fetch_item(layout_ref, e).await }
-            }))
-            .buffered(self.cfg.concurrency);
+            // Futures collected first: a closure inside the stream's type would make the
+            // caller's future not provably `Send` (higher-ranked lifetimes).
+            let futs: Vec<_> = batch
+                .iter()
+                .map(|i| self.fetch_item(layout_ref, &m.entries[*i]))
+                .collect();
+            let mut fetches = futures::stream::iter(futs).buffered(self.cfg.concurrency);
             let mut sent_entries = 0u64;
             let mut failure = None;
             while let Some(item) = fetches.next().await {

@@ -74,6 +74,8 @@ pub fn test_config(fleet: &str) -> Config {
     cfg.pool.min = 0;
     cfg.pool.max = 0;
     cfg.gc.enabled = false;
+    // Synced files go to a directory of this test's own.
+    cfg.sync.local_dir = format!("/tmp/cpt/{fleet}-objects").into();
     cfg.docker.image = IMAGE.into();
     cfg.docker.socket_root = PathBuf::from(format!("/tmp/cpt/{fleet}"));
     cfg.docker.memory_bytes = 256 * 1024 * 1024;
@@ -189,11 +191,13 @@ impl Drop for Plane {
     fn drop(&mut self) {
         let fleet = self.fleet.clone();
         let root = self.cfg.docker.socket_root.clone();
+        let objects = self.cfg.sync.local_dir.clone();
         // Best-effort clean-up on a separate thread with its own runtime (Drop is sync).
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(remove_fleet(&fleet));
             let _ = std::fs::remove_dir_all(root);
+            let _ = std::fs::remove_dir_all(objects);
         })
         .join();
     }

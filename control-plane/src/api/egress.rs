@@ -1,0 +1,199 @@
+//! A conversation's egress policy at run time: read it, set it (it applies to the
+//! conversation's current workspace right away and to every later one), clear it
+//! (back to the tenant's or the default policy).
+//!
+//! A policy set through the API is the tenant's word, so it may not widen what the
+//! operator allows: no `allow_private` (private and metadata addresses stay
+//! unreachable), no `{ env = … }` header values (they would read the control plane's
+//! own environment), no Bedrock endpoint override — unless the token is an admin's.
+
+use axum::{extract::State, http::StatusCode, Json};
+use proxy_sidecar::{AllowEntryConfig, Policy, PolicyConfig, SecretSource};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    auth::Caller,
+    error::ApiError,
+    extract::{ApiJson, ApiPath},
+    AppState,
+};
+use crate::{error::Error, orchestrator::Orchestrator};
+
+/// Answer of the egress routes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EgressPolicy {
+    /// `conversation` (set through the API), `tenant` or `default` (configuration).
+    pub source: String,
+    pub policy: PolicyConfig,
+}
+
+fn egress_of(st: &AppState) -> Result<&std::sync::Arc<crate::egress::Egress>, ApiError> {
+    st.orch.egress().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "egress_disabled",
+            "this control plane does not serve egress proxies (egress.enabled = false or a sidecar runtime)",
+        )
+    })
+}
+
+/// Refuses what a tenant may not set.
+pub fn check_tenant_policy(p: &PolicyConfig, admin: bool) -> Result<(), String> {
+    if admin {
+        return Ok(());
+    }
+    for a in &p.allow {
+        if let AllowEntryConfig::Detailed {
+            allow_private: true,
+            host,
+        } = a
+        {
+            return Err(format!(
+                "allow entry {host:?}: allow_private needs an admin token"
+            ));
+        }
+    }
+    for r in &p.inject {
+        if r.allow_private {
+            return Err(format!(
+                "inject rule {:?}: allow_private needs an admin token",
+                r.host
+            ));
+        }
+        for (name, v) in &r.headers {
+            if let SecretSource::Env { .. } = v {
+                return Err(format!(
+                    "inject rule {:?}, header {name}: values must be literal (env references need an admin token)",
+                    r.host
+                ));
+            }
+        }
+    }
+    if p.bedrock.endpoint.is_some() || p.bedrock.allow_private {
+        return Err("bedrock.endpoint and bedrock.allow_private need an admin token".into());
+    }
+    Ok(())
+}
+
+async fn effective(
+    st: &AppState,
+    tenant: &str,
+    conversation_id: &str,
+) -> Result<EgressPolicy, ApiError> {
+    let egress = egress_of(st)?;
+    let key = Orchestrator::key(tenant, conversation_id)?;
+    if let Some(json) = st
+        .orch
+        .store()
+        .conversation_policy(&key)
+        .await
+        .map_err(Error::from)?
+    {
+        let policy = serde_json::from_str(&json).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "corrupt_policy",
+                e.to_string(),
+            )
+        })?;
+        return Ok(EgressPolicy {
+            source: "conversation".into(),
+            policy,
+        });
+    }
+    let (source, policy) = egress.configured_policy(tenant);
+    Ok(EgressPolicy {
+        source: source.into(),
+        policy,
+    })
+}
+
+/// Applies the stored policy to the conversation's current workspace, if any.
+async fn apply(st: &AppState, tenant: &str, conversation_id: &str) -> Result<(), ApiError> {
+    let key = Orchestrator::key(tenant, conversation_id)?;
+    if let Some(rec) = st.orch.existing(&key).await? {
+        egress_of(st)?.ensure(&rec).await?;
+    }
+    Ok(())
+}
+
+/// `GET /v1/conversations/{id}/egress`.
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> Result<Json<EgressPolicy>, ApiError> {
+    Ok(Json(
+        effective(&st, &caller.tenant, &conversation_id).await?,
+    ))
+}
+
+/// `PUT /v1/conversations/{id}/egress` with a policy (`allow`, `deny`, `inject`,
+/// `bedrock`).
+pub async fn put(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiJson(policy): ApiJson<PolicyConfig>,
+) -> Result<Json<EgressPolicy>, ApiError> {
+    egress_of(&st)?;
+    let key = Orchestrator::key(&caller.tenant, &conversation_id)?;
+    check_tenant_policy(&policy, caller.admin)
+        .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "policy_not_allowed", m))?;
+    Policy::from_config(&policy)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
+    let json = serde_json::to_string(&policy)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
+    st.orch
+        .store()
+        .set_conversation_policy(&key, Some(&json))
+        .await
+        .map_err(Error::from)?;
+    apply(&st, &caller.tenant, &conversation_id).await?;
+    Ok(Json(
+        effective(&st, &caller.tenant, &conversation_id).await?,
+    ))
+}
+
+/// `DELETE /v1/conversations/{id}/egress`: back to the configured policy.
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> Result<Json<EgressPolicy>, ApiError> {
+    egress_of(&st)?;
+    let key = Orchestrator::key(&caller.tenant, &conversation_id)?;
+    st.orch
+        .store()
+        .set_conversation_policy(&key, None)
+        .await
+        .map_err(Error::from)?;
+    apply(&st, &caller.tenant, &conversation_id).await?;
+    Ok(Json(
+        effective(&st, &caller.tenant, &conversation_id).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(json: &str) -> PolicyConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn tenants_cannot_widen_the_operators_policy() {
+        for bad in [
+            r#"{"allow":[{"host":"10.0.0.5","allow_private":true}]}"#,
+            r#"{"inject":[{"host":"mcp.example.com","headers":{"Authorization":{"env":"AWS_SECRET_ACCESS_KEY"}}}]}"#,
+            r#"{"inject":[{"host":"mcp.example.com","headers":{},"allow_private":true}]}"#,
+            r#"{"bedrock":{"enabled":true,"region":"us-east-1","endpoint":"evil.example.com"}}"#,
+        ] {
+            assert!(check_tenant_policy(&policy(bad), false).is_err(), "{bad}");
+            assert!(check_tenant_policy(&policy(bad), true).is_ok(), "{bad}");
+        }
+        let ok = r#"{"allow":["pypi.org"],"inject":[{"host":"mcp.example.com","headers":{"Authorization":"Bearer x"}}]}"#;
+        assert!(check_tenant_policy(&policy(ok), false).is_ok());
+    }
+}
