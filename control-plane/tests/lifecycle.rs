@@ -252,6 +252,19 @@ async fn reaper_destroys_idle_and_orphans_only() {
             .execute(TOKEN_ACME, "idle", &cmd_request(&["true"]))
             .await,
     );
+    // A file written without an execute (the files API does not sync by itself): the
+    // reaper must sync it before destroying the workspace.
+    let r = plane
+        .http
+        .put(plane.url("/v1/conversations/idle/files?path=unsaved.txt"))
+        .bearer_auth(TOKEN_ACME)
+        .body("keep me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let saved = control_plane::sync::LocalDirStore::new(cfg.sync.local_dir.clone())
+        .path_of(&control_plane::sync::ObjectKey::new("acme/idle/files/unsaved.txt").unwrap());
     let failing = workspace_id_of(
         &plane
             .execute(TOKEN_ACME, "failing", &cmd_request(&["true"]))
@@ -338,6 +351,11 @@ async fn reaper_destroys_idle_and_orphans_only() {
     let second = reaper.sweep().await;
     let gone: Vec<&str> = second.destroyed_ids();
     assert!(gone.contains(&idle.as_str()), "{second:?}");
+    assert_eq!(
+        std::fs::read(&saved).ok().as_deref(),
+        Some(&b"keep me"[..]),
+        "synced before the destroy"
+    );
     assert!(
         !gone.contains(&busy.as_str()),
         "a running execution is activity: {second:?}"
