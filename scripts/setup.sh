@@ -21,7 +21,9 @@ fi
 packages=(docker.io busybox-static runsc curl iproute2 ca-certificates)
 if ((want_test)); then
   packages+=(redis-server prometheus squid tinyproxy shellcheck packer wrk gcc libc6-dev
-    iptables openssl python3-venv)
+    iptables openssl python3-venv jq)
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -44,6 +46,16 @@ if ((want_test)); then
     log "pip installing: ${py_missing[*]}"
     python3 -m pip install -q "${py_missing[@]}"
     if command -v pyenv >/dev/null; then pyenv rehash; fi
+  fi
+  # Node.js clients of the proxy's real-client tests (undici, global-agent).
+  if command -v npm >/dev/null; then
+    node_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/proxy-sidecar/tests/node"
+    if [[ ! -d "$node_dir/node_modules" ]]; then
+      log "installing the proxy tests' Node.js clients"
+      npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error
+    fi
+  else
+    log "npm is missing: the proxy's Node.js client tests will fail (install nodejs and npm)"
   fi
   # checkov in its own venv: its pins must not move moto's boto3.
   if [[ ! -x /opt/checkov-venv/bin/checkov ]]; then

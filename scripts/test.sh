@@ -41,12 +41,10 @@ stage_rust() {
 }
 
 stage_infra() {
-  if [[ -f tests/infra/run.sh ]]; then
-    bash tests/infra/run.sh
-  else
-    echo "tests/infra/run.sh is missing" >&2
-    return 1
-  fi
+  local rc=0
+  bash tests/infra/run.sh || rc=1
+  python3 deployment/s3/check.py || rc=1
+  return "$rc"
 }
 
 declare -A result took
