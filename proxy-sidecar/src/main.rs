@@ -30,6 +30,45 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Exit 0 if the running sidecar's `GET /health` answers 200 (the ECS container
+    /// health check; needs no curl in the image).
+    Healthcheck {
+        /// Address of the sidecar's admin listener.
+        #[arg(long, env = "PROXY_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
+        addr: std::net::SocketAddr,
+    },
+}
+
+/// `GET /health` on `addr` with a 2-second budget.
+fn healthcheck(addr: std::net::SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let result = (|| -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    })();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("proxy-sidecar healthcheck: {addr} did not answer 200");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("proxy-sidecar healthcheck: {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -67,6 +106,9 @@ fn audit_sink(spec: &str) -> Result<AuditSink, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Healthcheck { addr }) = args.command {
+        return healthcheck(addr);
+    }
     let validated =
         match SidecarConfig::load(args.config.as_deref(), &env).and_then(|c| c.validate(&env)) {
             Ok(v) => v,

@@ -244,6 +244,19 @@ allow_private = true
     )
     .await;
     assert_eq!(r.status, 200);
+    // The container health check of the ECS task definition.
+    let hc = std::process::Command::new(BIN)
+        .args(["healthcheck", "--addr", &run.admin.to_string()])
+        .status()
+        .unwrap();
+    assert!(hc.success(), "healthcheck against a running sidecar");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let hc = std::process::Command::new(BIN)
+        .args(["healthcheck", "--addr", &closed.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!hc.success(), "healthcheck against nothing fails");
 
     // Gateway requests signed with credentials from the ECS endpoint, refreshed
     // because they are within five minutes of expiry.
