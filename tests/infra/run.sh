@@ -80,10 +80,12 @@ step_layout() {
     done
     compgen -G "$TF_DIR/modules/$m/tests/*.tftest.hcl" >/dev/null || { log "modules/$m has no terraform test"; bad=1; }
   done
-  for e in production moto; do
+  # One composition for every environment: envs/<env>/{main,variables,outputs}.tf are
+  # links to terraform/composition/.
+  for e in "${ENVS[@]}"; do
     for f in main.tf variables.tf outputs.tf; do
-      cmp -s "$TF_DIR/envs/staging/$f" "$TF_DIR/envs/$e/$f" ||
-        { log "envs/$e/$f differs from envs/staging/$f (the environments must share one composition)"; bad=1; }
+      [[ -L "$TF_DIR/envs/$e/$f" && "$(readlink -f "$TF_DIR/envs/$e/$f")" == "$(readlink -f "$TF_DIR/composition/$f")" ]] ||
+        { log "envs/$e/$f must link ../../composition/$f (the environments share one composition)"; bad=1; }
     done
   done
   # Every variable and output has a description, every variable a type.
