@@ -133,23 +133,31 @@ async fn health() -> Json<AgentHealth> {
     })
 }
 
-async fn execute(
-    State(st): State<AppState>,
+/// Decodes a JSON request body read with a size limit: 413 beyond `limit` (with
+/// `hint` appended to the message), 400 when it is not a valid `what` request.
+fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+    limit: u64,
+    what: &str,
+    hint: &str,
+) -> Result<T, ApiError> {
     let body = body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "request body exceeds {} bytes",
-                st.config.max_request_bytes
-            ))
+            ApiError::TooLarge(format!("request body exceeds {limit} bytes{hint}"))
         } else {
             ApiError::bad_request("invalid_request", rej.body_text())
         }
     })?;
-    let req: ExecuteRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_request", format!("invalid execute request: {e}"))
-    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_request", format!("invalid {what} request: {e}"))
+    })
+}
+
+async fn execute(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ExecuteRequest = json_body(body, st.config.max_request_bytes, "execute", "")?;
     let rx = st.executor.start(req).await?;
     Ok(sse::response(
         rx,
@@ -442,19 +450,12 @@ async fn archive_export(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "request body exceeds {} bytes; export fewer paths at a time",
-                st.config.max_request_bytes
-            ))
-        } else {
-            ApiError::bad_request("invalid_request", rej.body_text())
-        }
-    })?;
-    let req: ExportRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_request", format!("invalid export request: {e}"))
-    })?;
+    let req: ExportRequest = json_body(
+        body,
+        st.config.max_request_bytes,
+        "export",
+        "; export fewer paths at a time",
+    )?;
     let paths = req
         .paths
         .iter()

@@ -78,6 +78,21 @@ async fn relay(
     Ok(out)
 }
 
+/// A `GET` of an agent file route in the conversation's existing workspace.
+async fn relay_get(
+    st: &AppState,
+    tenant: &str,
+    conversation_id: &str,
+    route: &str,
+    q: &PathQuery,
+    require_path: bool,
+) -> Result<Response, ApiError> {
+    let key = key(tenant, conversation_id)?;
+    let uri = agent_uri(route, q, require_path)?;
+    let (_, client) = st.orch.client_for_existing(&key).await?;
+    relay(&client, Method::GET, &uri, None, Body::empty()).await
+}
+
 /// `GET /v1/conversations/{id}/files?path=`: the file's bytes.
 pub async fn read(
     State(st): State<AppState>,
@@ -85,10 +100,15 @@ pub async fn read(
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PathQuery>,
 ) -> Result<Response, ApiError> {
-    let key = key(&tenant, &conversation_id)?;
-    let uri = agent_uri(wire::routes::FILES, &q, true)?;
-    let (_, client) = st.orch.client_for_existing(&key).await?;
-    relay(&client, Method::GET, &uri, None, Body::empty()).await
+    relay_get(
+        &st,
+        &tenant,
+        &conversation_id,
+        wire::routes::FILES,
+        &q,
+        true,
+    )
+    .await
 }
 
 /// `GET /v1/conversations/{id}/files/list?path=&recursive=`.
@@ -98,10 +118,15 @@ pub async fn list(
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PathQuery>,
 ) -> Result<Response, ApiError> {
-    let key = key(&tenant, &conversation_id)?;
-    let uri = agent_uri(wire::routes::FILES_LIST, &q, false)?;
-    let (_, client) = st.orch.client_for_existing(&key).await?;
-    relay(&client, Method::GET, &uri, None, Body::empty()).await
+    relay_get(
+        &st,
+        &tenant,
+        &conversation_id,
+        wire::routes::FILES_LIST,
+        &q,
+        false,
+    )
+    .await
 }
 
 /// `PUT /v1/conversations/{id}/files?path=`: writes the body atomically.

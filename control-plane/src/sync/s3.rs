@@ -93,6 +93,43 @@ impl S3Store {
         )
     }
 
+    /// Starts a GET: `None` if the object does not exist; refuses one whose declared
+    /// length exceeds `max_len`. Returns the response and that length.
+    async fn open_object(
+        &self,
+        key: &ObjectKey,
+        max_len: u64,
+    ) -> Result<Option<(aws_sdk_s3::operation::get_object::GetObjectOutput, u64)>, ObjectStoreError>
+    {
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(ObjectStoreError::failed(
+                    "get",
+                    self.loc(key),
+                    DisplayErrorContext(&e),
+                ))
+            }
+        };
+        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
+        if declared > max_len {
+            return Err(ObjectStoreError::TooLarge {
+                location: self.loc(key),
+                size: declared,
+                limit: max_len,
+            });
+        }
+        Ok(Some((resp, declared)))
+    }
+
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
@@ -164,32 +201,9 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &ObjectKey, max_len: u64) -> Result<Option<Bytes>, ObjectStoreError> {
-        let resp = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => {
-                return Err(ObjectStoreError::failed(
-                    "get",
-                    self.loc(key),
-                    DisplayErrorContext(&e),
-                ))
-            }
+        let Some((resp, declared)) = self.open_object(key, max_len).await? else {
+            return Ok(None);
         };
-        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
-        if declared > max_len {
-            return Err(ObjectStoreError::TooLarge {
-                location: self.loc(key),
-                size: declared,
-                limit: max_len,
-            });
-        }
         let mut body = resp.body;
         let mut buf = Vec::with_capacity(declared as usize);
         while let Some(chunk) = body
@@ -215,32 +229,9 @@ impl ObjectStore for S3Store {
         dest: &Path,
         max_len: u64,
     ) -> Result<Option<u64>, ObjectStoreError> {
-        let resp = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => {
-                return Err(ObjectStoreError::failed(
-                    "get",
-                    self.loc(key),
-                    DisplayErrorContext(&e),
-                ))
-            }
+        let Some((resp, _)) = self.open_object(key, max_len).await? else {
+            return Ok(None);
         };
-        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
-        if declared > max_len {
-            return Err(ObjectStoreError::TooLarge {
-                location: self.loc(key),
-                size: declared,
-                limit: max_len,
-            });
-        }
         let write_err =
             |e: std::io::Error| ObjectStoreError::failed("write", dest.display().to_string(), e);
         let mut out = tokio::fs::File::create(dest).await.map_err(write_err)?;
