@@ -142,12 +142,15 @@ async fn security_suite(oci_runtime: &str) {
         .await;
     let other_ws = workspace_id_of(&other);
     let other_dir = plane.cfg.docker.socket_root.join(&other_ws);
-    assert!(other_dir.join("agent.sock").exists(), "host side exists");
+    assert!(
+        other_dir.join("agent/agent.sock").exists(),
+        "host side exists"
+    );
     let (out, _, _) = plane
         .sh(
             conv,
             &format!(
-                "ls /run/workspace; ls {} 2>&1; grep -c {other_ws} /proc/mounts; true",
+                "ls /run/workspace /run/egress; ls {} 2>&1; grep -c {other_ws} /proc/mounts; true",
                 other_dir.display()
             ),
         )
