@@ -190,6 +190,22 @@ step_mutation() {
   return "$rc"
 }
 
+# Runs a terraform command against moto, logging to $1. moto_server (one Python
+# process) sometimes drops a connection under load ("use of closed network
+# connection", "connection reset"), and the provider, at max_retries = 1, does not
+# retry: such a transport error (only that) gets one more attempt. apply and destroy
+# are idempotent, so the retry continues where the first attempt stopped.
+tf_moto() {
+  local logf=$1; shift
+  "$@" >"$logf" 2>&1 && return 0
+  if grep -Eq 'use of closed network connection|connection reset by peer|unexpected EOF' "$logf"; then
+    log "moto transport error; retrying once ($(basename "$logf"))"
+    cp "$logf" "$logf.first"
+    "$@" >"$logf" 2>&1 && return 0
+  fi
+  return 1
+}
+
 step_moto() {
   tf_copy
   local port endpoint dir=$WORK/tf/envs/moto zip vars rc=0
@@ -215,7 +231,7 @@ step_moto() {
   [[ -d "$TF_DATA_DIR" ]] || tf_init "$dir" env-moto
 
   log "terraform apply (log: apply.log)"
-  if ! terraform -chdir="$dir" apply -auto-approve -no-color "${vars[@]}" >"$WORK/apply.log" 2>&1; then
+  if ! tf_moto "$WORK/apply.log" terraform -chdir="$dir" apply -auto-approve -no-color "${vars[@]}"; then
     grep -E -A12 '^(Error|│ Error)' "$WORK/apply.log" | head -80; rc=1
   else
     log "$(grep -E '^Apply complete' "$WORK/apply.log")"
@@ -233,7 +249,7 @@ step_moto() {
   fi
 
   log "terraform destroy"
-  if terraform -chdir="$dir" destroy -auto-approve -no-color "${vars[@]}" >"$WORK/destroy.log" 2>&1; then
+  if tf_moto "$WORK/destroy.log" terraform -chdir="$dir" destroy -auto-approve -no-color "${vars[@]}"; then
     local left
     left=$(terraform -chdir="$dir" state list | wc -l)
     if [[ "$left" -eq 0 ]]; then log "destroyed, state empty"; else log "$left resources left in state"; rc=1; fi
