@@ -48,7 +48,7 @@ token=$(cat "$state/token")
 
 say "starting the control plane on http://$addr (log: $state/control-plane.log)"
 CP_LISTEN=$addr \
-  CP_API_TOKENS="demo:$token" \
+  CP_API_TOKENS="demo:$token:admin" \
   CP_FLEET=quickstart \
   CP_CLEANUP_ON_SHUTDOWN=true \
   CP_DOCKER__SOCKET_ROOT=/run/agent-workspaces/quickstart \
@@ -61,6 +61,11 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://$addr/health/ready"
 echo
+# Give the warm pool a moment, so the demo is served from it.
+for _ in $(seq 1 50); do
+  curl -fsS "http://$addr/v1/pool" -H "Authorization: Bearer $token" 2>/dev/null | grep -q '"size":[1-9]' && break
+  sleep 0.2
+done
 
 say "demo: a command in the workspace of conversation 'demo-1' (events stream as SSE)"
 # The $(...) below run inside the sandbox, not here.
@@ -71,6 +76,11 @@ curl -sS -N -X POST "http://$addr/v1/conversations/demo-1/execute" \
 
 say "demo: the file the command wrote, read through the API"
 curl -sS "http://$addr/v1/conversations/demo-1/files?path=answer.txt" -H "Authorization: Bearer $token"
+
+say "demo: the sandbox's only way out is its egress proxy, which refuses unlisted hosts"
+curl -sS -N -X POST "http://$addr/v1/conversations/demo-1/execute" \
+  -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  -d '{"mode":"command","shell":true,"argv":["wget -q -O - http://example.com/ 2>&1; wget -q -O - http://169.254.169.254/ 2>&1; true"]}'
 
 cat <<EOT
 
