@@ -250,7 +250,10 @@ allow_private = true
         .status()
         .unwrap();
     assert!(hc.success(), "healthcheck against a running sidecar");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let hc = std::process::Command::new(BIN)
         .args(["healthcheck", "--addr", &closed.to_string()])
         .stderr(std::process::Stdio::null())
