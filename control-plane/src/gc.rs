@@ -227,15 +227,7 @@ impl Reaper {
             }
             match runtime.destroy(ws).await {
                 Ok(()) => {
-                    self.orch
-                        .metrics()
-                        .containers_destroyed
-                        .get_or_create(&crate::metrics::ReasonLabel {
-                            reason: "orphan".into(),
-                        })
-                        .inc();
-                    crate::audit::record(
-                        crate::audit::AuditEvent::ContainerDestroyed,
+                    self.orch.note_destroyed(
                         w.tenant_id.as_deref().unwrap_or(""),
                         w.conversation_id.as_deref().unwrap_or(""),
                         ws,

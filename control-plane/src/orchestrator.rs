@@ -686,6 +686,18 @@ impl Orchestrator {
         {
             syncer.forget(&ConversationKey::new(t, c));
         }
+        self.note_destroyed(tenant, conversation, &rec.workspace_id, reason);
+        Ok(())
+    }
+
+    /// Counts and audits one destroyed workspace.
+    pub fn note_destroyed(
+        &self,
+        tenant: &str,
+        conversation: &str,
+        workspace_id: &str,
+        reason: &str,
+    ) {
         self.metrics
             .containers_destroyed
             .get_or_create(&ReasonLabel {
@@ -696,10 +708,9 @@ impl Orchestrator {
             AuditEvent::ContainerDestroyed,
             tenant,
             conversation,
-            &rec.workspace_id,
+            workspace_id,
             reason,
         );
-        Ok(())
     }
 
     /// Marks this instance alive in the store (renewed every [`INSTANCE_HEARTBEAT`]).

@@ -47,9 +47,8 @@ async fn auth_and_error_answers() {
 
     // Invalid conversation ids: 400 before anything is created.
     for bad in ["a%20b", "bad*id", "x%2Fy", "%C3%A9", &"x".repeat(129)] {
-        let r = http
-            .post(plane.url(&format!("/v1/conversations/{bad}/execute")))
-            .bearer_auth(TOKEN_ACME)
+        let r = plane
+            .post(&format!("/v1/conversations/{bad}/execute"), TOKEN_ACME)
             .json(&cmd_request(&["true"]))
             .send()
             .await
@@ -66,9 +65,8 @@ async fn auth_and_error_answers() {
         r#"{"mode":"command","argv":["a","b"],"shell":true}"#,
         r#"not json"#,
     ] {
-        let r = http
-            .post(plane.url("/v1/conversations/c1/execute"))
-            .bearer_auth(TOKEN_ACME)
+        let r = plane
+            .post("/v1/conversations/c1/execute", TOKEN_ACME)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -84,9 +82,8 @@ async fn auth_and_error_answers() {
         r#"{{"mode":"command","argv":["{}"]}}"#,
         "x".repeat(plane.cfg.max_json_bytes + 10)
     );
-    let r = http
-        .post(plane.url("/v1/conversations/c1/execute"))
-        .bearer_auth(TOKEN_ACME)
+    let r = plane
+        .post("/v1/conversations/c1/execute", TOKEN_ACME)
         .header("content-type", "application/json")
         .body(huge)
         .send()
@@ -96,17 +93,11 @@ async fn auth_and_error_answers() {
     assert_json_error(&r.json().await.unwrap(), "body_too_large");
 
     // Unknown route and wrong method: JSON 404 / 405.
-    let r = http
-        .get(plane.url("/v1/nope"))
-        .bearer_auth(TOKEN_ACME)
-        .send()
-        .await
-        .unwrap();
+    let r = plane.get("/v1/nope", TOKEN_ACME).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_json_error(&r.json().await.unwrap(), "not_found");
-    let r = http
-        .patch(plane.url("/v1/workspaces"))
-        .bearer_auth(TOKEN_ACME)
+    let r = plane
+        .patch("/v1/workspaces", TOKEN_ACME)
         .send()
         .await
         .unwrap();
@@ -127,9 +118,8 @@ async fn auth_and_error_answers() {
         let r = plane.get(&path, TOKEN_GLOBEX).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
-    let r = http
-        .delete(plane.url(&format!("/v1/workspaces/{ws}")))
-        .bearer_auth(TOKEN_GLOBEX)
+    let r = plane
+        .delete(&format!("/v1/workspaces/{ws}"), TOKEN_GLOBEX)
         .send()
         .await
         .unwrap();
@@ -228,9 +218,7 @@ async fn one_workspace_per_conversation_even_under_concurrency() {
     let sock_dir = plane.cfg.docker.socket_root.join(&ws);
     assert!(sock_dir.exists());
     let r = plane
-        .http
-        .delete(plane.url("/v1/conversations/conv-b/workspace"))
-        .bearer_auth(TOKEN_ACME)
+        .delete("/v1/conversations/conv-b/workspace", TOKEN_ACME)
         .send()
         .await
         .unwrap();
@@ -365,9 +353,8 @@ async fn files_round_trip_and_confinement() {
 
     // Tar-slip: an archive with an escaping entry is refused whole.
     for evil in [evil_tar_dotdot(), evil_tar_symlink()] {
-        let r = http
-            .put(plane.url("/v1/conversations/f1/archive"))
-            .bearer_auth(TOKEN_ACME)
+        let r = plane
+            .put("/v1/conversations/f1/archive", TOKEN_ACME)
             .body(evil)
             .send()
             .await
@@ -408,9 +395,8 @@ async fn files_round_trip_and_confinement() {
             .unwrap();
         b.into_inner().unwrap()
     };
-    let r = http
-        .put(plane.url("/v1/conversations/f1/archive"))
-        .bearer_auth(TOKEN_ACME)
+    let r = plane
+        .put("/v1/conversations/f1/archive", TOKEN_ACME)
         .body(good)
         .send()
         .await

@@ -132,18 +132,14 @@ async fn the_sandbox_reaches_only_what_its_policy_allows() {
     // Widening the policy (a private upstream) needs an admin token (globex is not).
     let widen = serde_json::json!({"allow": [{"host": "other.test", "allow_private": true}]});
     let r = plane
-        .http
-        .put(plane.url("/v1/conversations/net/egress"))
-        .bearer_auth(TOKEN_GLOBEX)
+        .put("/v1/conversations/net/egress", TOKEN_GLOBEX)
         .json(&widen)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
     let r = plane
-        .http
-        .put(plane.url("/v1/conversations/net/egress"))
-        .bearer_auth(TOKEN_ACME)
+        .put("/v1/conversations/net/egress", TOKEN_ACME)
         .json(&widen)
         .send()
         .await
@@ -156,9 +152,7 @@ async fn the_sandbox_reaches_only_what_its_policy_allows() {
     assert!(!out.contains("hello from"), "{out}");
     // Back to the configured policy.
     let r = plane
-        .http
-        .delete(plane.url("/v1/conversations/net/egress"))
-        .bearer_auth(TOKEN_ACME)
+        .delete("/v1/conversations/net/egress", TOKEN_ACME)
         .send()
         .await
         .unwrap();
@@ -217,9 +211,7 @@ async fn tenants_cannot_widen_egress_or_read_the_control_planes_environment() {
         ),
     ] {
         let r = plane
-            .http
-            .put(plane.url("/v1/conversations/p/egress"))
-            .bearer_auth(TOKEN_GLOBEX)
+            .put("/v1/conversations/p/egress", TOKEN_GLOBEX)
             .json(&body)
             .send()
             .await
@@ -236,9 +228,7 @@ async fn tenants_cannot_widen_egress_or_read_the_control_planes_environment() {
         serde_json::json!({"nonsense": true}),
     ] {
         let r = plane
-            .http
-            .put(plane.url("/v1/conversations/p/egress"))
-            .bearer_auth(TOKEN_GLOBEX)
+            .put("/v1/conversations/p/egress", TOKEN_GLOBEX)
             .json(&bad)
             .send()
             .await
@@ -250,9 +240,7 @@ async fn tenants_cannot_widen_egress_or_read_the_control_planes_environment() {
     let ok = serde_json::json!({"allow": ["pypi.org"],
         "inject": [{"host": "mcp.example.com", "headers": {"Authorization": "Bearer t0k"}}]});
     let r = plane
-        .http
-        .put(plane.url("/v1/conversations/p/egress"))
-        .bearer_auth(TOKEN_GLOBEX)
+        .put("/v1/conversations/p/egress", TOKEN_GLOBEX)
         .json(&ok)
         .send()
         .await

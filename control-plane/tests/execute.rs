@@ -44,9 +44,7 @@ async fn output_streams_while_the_command_runs() {
     let script =
         "echo one; while [ ! -f /workspace/go ]; do sleep 0.05; done; echo two >&2; exit 3";
     let resp = plane
-        .http
-        .post(plane.url("/v1/conversations/s1/execute"))
-        .bearer_auth(TOKEN_ACME)
+        .post("/v1/conversations/s1/execute", TOKEN_ACME)
         .json(&sh_request(script, Some(60)))
         .send()
         .await
@@ -69,9 +67,7 @@ async fn output_streams_while_the_command_runs() {
                     "no result before release"
                 );
                 let r = plane
-                    .http
-                    .put(plane.url("/v1/conversations/s1/files?path=go"))
-                    .bearer_auth(TOKEN_ACME)
+                    .put("/v1/conversations/s1/files?path=go", TOKEN_ACME)
                     .body("")
                     .send()
                     .await
@@ -133,9 +129,7 @@ async fn timeout_and_disconnect_kill_the_whole_process_group() {
 
     // Client disconnect: drop the stream once the command runs.
     let resp = plane
-        .http
-        .post(plane.url("/v1/conversations/k1/execute"))
-        .bearer_auth(TOKEN_ACME)
+        .post("/v1/conversations/k1/execute", TOKEN_ACME)
         .json(&sh_request(
             "sleep 303 & sleep 304 & echo started; wait",
             Some(600),
@@ -180,9 +174,10 @@ async fn agent_mode_maps_the_recorded_stream_json() {
     let plane = Plane::start_cfg(cfg).await;
     for (path, body) in [(".fake/claude", script), (".fake/stream.ndjson", ndjson)] {
         let r = plane
-            .http
-            .put(plane.url(&format!("/v1/conversations/am/files?path={path}")))
-            .bearer_auth(TOKEN_ACME)
+            .put(
+                &format!("/v1/conversations/am/files?path={path}"),
+                TOKEN_ACME,
+            )
             .body(body)
             .send()
             .await

@@ -141,12 +141,7 @@ async fn pool_sizing_changes_at_run_time() {
 
     // Only admin tokens may change it; bad sizes are 400.
     let put = |token: &'static str, body: serde_json::Value| {
-        plane
-            .http
-            .put(plane.url("/v1/pool"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        plane.put("/v1/pool", token).json(&body).send()
     };
     assert_eq!(
         put(TOKEN_GLOBEX, serde_json::json!({"min": 1, "max": 1}))
@@ -255,9 +250,7 @@ async fn reaper_destroys_idle_and_orphans_only() {
     // A file written without an execute (the files API does not sync by itself): the
     // reaper must sync it before destroying the workspace.
     let r = plane
-        .http
-        .put(plane.url("/v1/conversations/idle/files?path=unsaved.txt"))
-        .bearer_auth(TOKEN_ACME)
+        .put("/v1/conversations/idle/files?path=unsaved.txt", TOKEN_ACME)
         .body("keep me")
         .send()
         .await
@@ -274,9 +267,7 @@ async fn reaper_destroys_idle_and_orphans_only() {
 
     // A long execution keeps its workspace alive past the idle TTL.
     let busy_resp = plane
-        .http
-        .post(plane.url("/v1/conversations/busy/execute"))
-        .bearer_auth(TOKEN_ACME)
+        .post("/v1/conversations/busy/execute", TOKEN_ACME)
         .json(&sh_request("echo started; sleep 60", Some(120)))
         .send()
         .await
@@ -488,15 +479,8 @@ async fn exec_via(base: &str, conv: &str, req: &agent::wire::ExecuteRequest) -> 
 struct FleetGuard(String, String);
 impl Drop for FleetGuard {
     fn drop(&mut self) {
-        let (fleet, root) = (self.0.clone(), self.1.clone());
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(remove_fleet(&fleet));
-            let _ = std::fs::remove_dir_all(format!("{root}-objects"));
-            let _ = std::fs::remove_dir_all(root);
-        })
-        .join();
+        let root = &self.1;
+        cleanup_fleet(&self.0, &[root.into(), format!("{root}-objects").into()]);
     }
 }
 
@@ -506,7 +490,7 @@ async fn two_replicas_on_one_redis_bind_each_conversation_once() {
         return;
     }
     let _ = docker().await;
-    let redis = control_plane_test_redis();
+    let redis = TestRedis::start();
     let fleet = new_fleet("repl");
     let root = format!("/tmp/cpt/{fleet}");
     let _guard = FleetGuard(fleet.clone(), root.clone());
@@ -561,7 +545,7 @@ async fn sigkill_mid_stream_leaves_no_orphan_and_keeps_bindings() {
         return;
     }
     let d = docker().await;
-    let redis = control_plane_test_redis();
+    let redis = TestRedis::start();
     let fleet = new_fleet("kill9");
     let root = format!("/tmp/cpt/{fleet}");
     let _guard = FleetGuard(fleet.clone(), root.clone());
@@ -638,8 +622,4 @@ async fn sigkill_mid_stream_leaves_no_orphan_and_keeps_bindings() {
         );
     }
     let _ = d;
-}
-
-fn control_plane_test_redis() -> TestRedis {
-    TestRedis::start()
 }

@@ -98,9 +98,7 @@ async fn files_survive_a_container_crash() {
 
     // A turn in progress when the container dies ends with `error`, not a hang.
     let resp = plane
-        .http
-        .post(plane.url("/v1/conversations/crashy/execute"))
-        .bearer_auth(TOKEN_ACME)
+        .post("/v1/conversations/crashy/execute", TOKEN_ACME)
         .json(&sh_request("echo started; sleep 120", Some(300)))
         .send()
         .await
@@ -189,9 +187,7 @@ async fn delete_syncs_first_and_forced_syncs_are_incremental() {
     let plane = s3_plane("delsync", &moto).await;
     let sync = || async {
         let r = plane
-            .http
-            .post(plane.url("/v1/conversations/d1/sync"))
-            .bearer_auth(TOKEN_ACME)
+            .post("/v1/conversations/d1/sync", TOKEN_ACME)
             .send()
             .await
             .unwrap();
@@ -210,18 +206,14 @@ async fn delete_syncs_first_and_forced_syncs_are_incremental() {
     // Change one file and delete another through the files API (which does not sync
     // by itself): the next sync moves exactly those.
     let r = plane
-        .http
-        .put(plane.url("/v1/conversations/d1/files?path=f2.txt"))
-        .bearer_auth(TOKEN_ACME)
+        .put("/v1/conversations/d1/files?path=f2.txt", TOKEN_ACME)
         .body("changed\n")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = plane
-        .http
-        .delete(plane.url("/v1/conversations/d1/files?path=f5.txt"))
-        .bearer_auth(TOKEN_ACME)
+        .delete("/v1/conversations/d1/files?path=f5.txt", TOKEN_ACME)
         .send()
         .await
         .unwrap();
@@ -239,9 +231,7 @@ async fn delete_syncs_first_and_forced_syncs_are_incremental() {
     // Unsynced work is saved by the delete itself.
     let _ = plane.sh("d1", "echo last-minute > late.txt").await;
     let r = plane
-        .http
-        .delete(plane.url("/v1/conversations/d1/workspace"))
-        .bearer_auth(TOKEN_ACME)
+        .delete("/v1/conversations/d1/workspace", TOKEN_ACME)
         .send()
         .await
         .unwrap();
@@ -266,9 +256,7 @@ async fn delete_syncs_first_and_forced_syncs_are_incremental() {
 
     // Without a workspace there is nothing to sync.
     let r = plane
-        .http
-        .post(plane.url("/v1/conversations/nobody/sync"))
-        .bearer_auth(TOKEN_ACME)
+        .post("/v1/conversations/nobody/sync", TOKEN_ACME)
         .send()
         .await
         .unwrap();

@@ -787,9 +787,7 @@ async fn docker_restore_into_a_fresh_workspace() {
 
     // Destroy the workspace; the next request gets a new one.
     let resp = plane
-        .http
-        .delete(plane.url(&format!("/v1/conversations/{conv}/workspace")))
-        .bearer_auth(TOKEN_ACME)
+        .delete(&format!("/v1/conversations/{conv}/workspace"), TOKEN_ACME)
         .send()
         .await
         .unwrap();
@@ -892,9 +890,7 @@ async fn docker_public_archive_route_cannot_preserve_links() {
     let body = tar.into_inner().unwrap();
     for q in ["", "?links=preserve", "?links=preserve&path=x"] {
         let resp = plane
-            .http
-            .put(plane.url(&format!("/v1/conversations/{conv}/archive{q}")))
-            .bearer_auth(TOKEN_ACME)
+            .put(&format!("/v1/conversations/{conv}/archive{q}"), TOKEN_ACME)
             .body(body.clone())
             .send()
             .await

@@ -1,7 +1,7 @@
 //! One behavioural suite every [`StateStore`] must pass (run against the in-memory
-//! store and a real `redis-server`), plus a helper that starts a throw-away Redis.
+//! store and a real `redis-server`, see [`super::testing`]).
 
-use std::{process::Child, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use agent::wire::WorkspaceSource;
 
@@ -137,51 +137,4 @@ pub async fn suite(store: Arc<dyn StateStore>) {
     assert!(store.try_lock("l", "b", 30).await.unwrap());
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert!(store.try_lock("l", "a", 60_000).await.unwrap());
-}
-
-/// A `redis-server` on a free loopback port, killed on drop.
-pub struct RedisServer {
-    child: Child,
-    pub url: String,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
-        let url = format!("redis://127.0.0.1:{port}/");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, url, dir }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
-    }
 }

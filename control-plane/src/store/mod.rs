@@ -11,6 +11,8 @@ pub(crate) mod conformance;
 pub mod lease;
 pub mod memory;
 pub mod redis;
+#[doc(hidden)]
+pub mod testing;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -433,18 +433,18 @@ mod tests {
     use std::sync::Arc;
 
     use super::RedisStore;
-    use crate::store::{conformance, StateStore};
+    use crate::store::{conformance, testing::RedisServer, StateStore};
 
     #[tokio::test]
     async fn passes_the_store_suite_on_a_real_redis() {
-        let server = conformance::RedisServer::start();
+        let server = RedisServer::start();
         let store = RedisStore::connect(&server.url, "suite").await.unwrap();
         conformance::suite(Arc::new(store)).await;
     }
 
     #[tokio::test]
     async fn fleets_do_not_see_each_other() {
-        let server = conformance::RedisServer::start();
+        let server = RedisServer::start();
         let a = RedisStore::connect(&server.url, "a").await.unwrap();
         let b = RedisStore::connect(&server.url, "b").await.unwrap();
         a.pool_push("w").await.unwrap();
@@ -453,7 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn password_is_sent_apart_from_the_url() {
-        let server = conformance::RedisServer::start();
+        let server = RedisServer::start();
         let mut admin = redis::Client::open(server.url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()

@@ -144,15 +144,39 @@ impl Plane {
     }
 
     pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
-        self.http.get(self.url(path)).bearer_auth(token)
+        self.request(reqwest::Method::GET, path, token)
+    }
+
+    pub fn put(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path, token)
+    }
+
+    pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path, token)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path, token)
+    }
+
+    pub fn patch(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PATCH, path, token)
+    }
+
+    /// A request to the API with a bearer token.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
     }
 
     /// Runs an execute request and collects all events (with a safety timeout).
     pub async fn execute(&self, token: &str, conv: &str, req: &ExecuteRequest) -> Vec<Event> {
         let resp = self
-            .http
-            .post(self.url(&format!("/v1/conversations/{conv}/execute")))
-            .bearer_auth(token)
+            .post(&format!("/v1/conversations/{conv}/execute"), token)
             .json(req)
             .send()
             .await
@@ -189,18 +213,28 @@ impl Plane {
 
 impl Drop for Plane {
     fn drop(&mut self) {
-        let fleet = self.fleet.clone();
-        let root = self.cfg.docker.socket_root.clone();
-        let objects = self.cfg.sync.local_dir.clone();
-        // Best-effort clean-up on a separate thread with its own runtime (Drop is sync).
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(remove_fleet(&fleet));
-            let _ = std::fs::remove_dir_all(root);
-            let _ = std::fs::remove_dir_all(objects);
-        })
-        .join();
+        cleanup_fleet(
+            &self.fleet,
+            &[
+                self.cfg.docker.socket_root.clone(),
+                self.cfg.sync.local_dir.clone(),
+            ],
+        );
     }
+}
+
+/// Removes every container of `fleet` and the given directories; for `Drop`
+/// implementations (a separate thread with its own runtime: `Drop` is synchronous).
+pub fn cleanup_fleet(fleet: &str, dirs: &[PathBuf]) {
+    let (fleet, dirs) = (fleet.to_string(), dirs.to_vec());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(remove_fleet(&fleet));
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    })
+    .join();
 }
 
 pub fn sh_request(script: &str, timeout_secs: Option<u64>) -> ExecuteRequest {
@@ -320,51 +354,5 @@ pub fn init_logs() {
 }
 
 /// A `redis-server` on a free loopback port for one test, killed on drop.
-pub struct TestRedis {
-    child: std::process::Child,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl TestRedis {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        TestRedis {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[allow(unused_imports)] // not every test file uses it
+pub use control_plane::store::testing::RedisServer as TestRedis;
