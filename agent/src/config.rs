@@ -143,89 +143,89 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Where the API listens: `unix:<path>` or `tcp:<ip>:<port>`.
-    #[arg(long, env = "WORKSPACE_AGENT_LISTEN", default_value = DEFAULT_LISTEN)]
+    #[arg(long, env = wire::env::LISTEN, default_value = DEFAULT_LISTEN)]
     pub listen: ListenAddr,
 
     /// Permission bits of the Unix socket (octal).
-    #[arg(long, env = "WORKSPACE_AGENT_SOCKET_MODE", default_value = "660")]
+    #[arg(long, env = wire::env::SOCKET_MODE, default_value = "660")]
     pub socket_mode: SocketMode,
 
     /// Workspace root; every file path and working directory is confined to it.
-    #[arg(long, env = "WORKSPACE_AGENT_ROOT", default_value = DEFAULT_ROOT)]
+    #[arg(long, env = wire::env::ROOT, default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
 
     /// TCP relay to the egress proxy socket: `<ip>:<port>` or `off`.
-    #[arg(long, env = "WORKSPACE_AGENT_RELAY_LISTEN", default_value = DEFAULT_RELAY_LISTEN)]
+    #[arg(long, env = wire::env::RELAY_LISTEN, default_value = DEFAULT_RELAY_LISTEN)]
     pub relay_listen: RelayListen,
 
     /// Unix socket of the egress proxy the relay forwards to.
-    #[arg(long, env = "WORKSPACE_AGENT_PROXY_SOCKET", default_value = DEFAULT_PROXY_SOCKET)]
+    #[arg(long, env = wire::env::PROXY_SOCKET, default_value = DEFAULT_PROXY_SOCKET)]
     pub proxy_socket: PathBuf,
 
     /// Claude Code CLI used in agent mode.
-    #[arg(long, env = "WORKSPACE_AGENT_CLAUDE_PATH", default_value = "claude")]
+    #[arg(long, env = wire::env::CLAUDE_PATH, default_value = "claude")]
     pub claude_path: String,
 
     /// Extra CLI flags appended in agent mode (one string, shell-words split).
-    #[arg(long, env = "WORKSPACE_AGENT_CLAUDE_ARGS", default_value = "")]
+    #[arg(long, env = wire::env::CLAUDE_ARGS, default_value = "")]
     pub claude_args: ShellArgs,
 
     /// Timeout of an execution that asks for none.
     #[arg(
         long,
-        env = "WORKSPACE_AGENT_DEFAULT_TIMEOUT_SECS",
+        env = wire::env::DEFAULT_TIMEOUT_SECS,
         default_value_t = 600
     )]
     pub default_timeout_secs: u64,
 
     /// Largest timeout a request may ask for (above it: 400).
-    #[arg(long, env = "WORKSPACE_AGENT_MAX_TIMEOUT_SECS", default_value_t = 3600)]
+    #[arg(long, env = wire::env::MAX_TIMEOUT_SECS, default_value_t = 3600)]
     pub max_timeout_secs: u64,
 
     /// Seconds of silence after which an SSE keep-alive comment is sent.
-    #[arg(long, env = "WORKSPACE_AGENT_KEEPALIVE_SECS", default_value_t = 10)]
+    #[arg(long, env = wire::env::KEEPALIVE_SECS, default_value_t = 10)]
     pub keepalive_secs: u64,
 
     /// Largest body of `PUT /files` (bytes).
-    #[arg(long, env = "WORKSPACE_AGENT_MAX_FILE_BYTES", default_value_t = 64 * MIB)]
+    #[arg(long, env = wire::env::MAX_FILE_BYTES, default_value_t = 64 * MIB)]
     pub max_file_bytes: u64,
 
     /// Largest body of `PUT /archive` (bytes).
-    #[arg(long, env = "WORKSPACE_AGENT_MAX_ARCHIVE_BYTES", default_value_t = 512 * MIB)]
+    #[arg(long, env = wire::env::MAX_ARCHIVE_BYTES, default_value_t = 512 * MIB)]
     pub max_archive_bytes: u64,
 
     /// Largest body of `POST /execute` (bytes; includes `stdin`).
-    #[arg(long, env = "WORKSPACE_AGENT_MAX_REQUEST_BYTES", default_value_t = 16 * MIB)]
+    #[arg(long, env = wire::env::MAX_REQUEST_BYTES, default_value_t = 16 * MIB)]
     pub max_request_bytes: u64,
 
     /// Most entries `GET /manifest` walks (above it: 413).
     #[arg(
         long,
-        env = "WORKSPACE_AGENT_MAX_MANIFEST_ENTRIES",
+        env = wire::env::MAX_MANIFEST_ENTRIES,
         default_value_t = 1_000_000
     )]
     pub max_manifest_entries: u64,
 
     /// Directory for buffering uploaded archives (default: the system temp dir).
-    #[arg(long, env = "WORKSPACE_AGENT_TMP_DIR")]
+    #[arg(long, env = wire::env::TMP_DIR)]
     pub tmp_dir: Option<PathBuf>,
 
     /// Seconds in-flight requests get to finish on SIGTERM before the agent exits.
     #[arg(
         long,
-        env = "WORKSPACE_AGENT_SHUTDOWN_GRACE_SECS",
+        env = wire::env::SHUTDOWN_GRACE_SECS,
         default_value_t = 10
     )]
     pub shutdown_grace_secs: u64,
 
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `agent=debug`.
-    #[arg(long, env = "WORKSPACE_AGENT_LOG", default_value = "info")]
+    #[arg(long, env = wire::env::LOG, default_value = "info")]
     pub log: String,
 
     /// Log format on stderr.
     #[arg(
         long,
-        env = "WORKSPACE_AGENT_LOG_FORMAT",
+        env = wire::env::LOG_FORMAT,
         value_enum,
         default_value = "text"
     )]

@@ -77,6 +77,7 @@ pub fn probe() -> Value {
     Value::Object(o)
 }
 
+#[allow(unsafe_code)] // prctl(PR_GET_*): not wrapped by rustix
 fn prctl_get(option: libc::c_int) -> Option<i64> {
     // SAFETY: PR_GET_NO_NEW_PRIVS and PR_GET_SECCOMP take no pointer arguments and only
     // return an integer; the extra arguments must be zero.
@@ -119,6 +120,7 @@ pub fn interfaces() -> Vec<String> {
     names
 }
 
+#[allow(unsafe_code)] // if_nameindex(3): not wrapped by rustix
 fn if_nameindex() -> Vec<String> {
     let mut out = Vec::new();
     // SAFETY: if_nameindex returns a heap array terminated by an entry with index 0 and

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::body::Bytes;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::stream;
 use tokio::sync::mpsc;
@@ -56,12 +56,9 @@ pub fn response(rx: mpsc::Receiver<Event>, keepalive: Duration) -> Response {
         Some((Ok::<_, Infallible>(frame), st))
     });
     let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    for (name, value) in crate::wire::sse::RESPONSE_HEADERS {
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     resp
 }

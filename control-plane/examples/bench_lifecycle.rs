@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use agent::wire::{CommandSpec, Event, ExecuteRequest, SseDecoder};
 use control_plane::{
     agent_client::AgentClient,
     config::{Config, TokenConfig},
@@ -20,6 +19,7 @@ use control_plane::{
     store::ConversationKey,
 };
 use futures::StreamExt;
+use wire::{CommandSpec, Event, ExecuteRequest, SseDecoder};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 

@@ -5,7 +5,6 @@
 
 use std::{pin::Pin, time::Duration};
 
-use agent::wire::{self, AgentHealth, ErrorBody, Event, ExecuteRequest, SseDecoder};
 use axum::body::Body;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -14,6 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixStream};
+use wire::{self, AgentHealth, ErrorBody, Event, ExecuteRequest, SseDecoder};
 
 use crate::runtime::Endpoint;
 

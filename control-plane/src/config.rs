@@ -300,7 +300,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.tokens {
-            if !agent::wire::is_valid_conversation_id(&t.tenant) {
+            if !wire::is_valid_conversation_id(&t.tenant) {
                 return Err(invalid(
                     "tokens.tenant",
                     format!(
@@ -325,7 +325,7 @@ impl Config {
                 ));
             }
         }
-        if !agent::wire::is_valid_conversation_id(&self.fleet) {
+        if !wire::is_valid_conversation_id(&self.fleet) {
             return Err(invalid("fleet", "must match ^[A-Za-z0-9._-]{1,128}$"));
         }
         if self.agent_ready_timeout_secs == 0 || self.keepalive_secs == 0 {

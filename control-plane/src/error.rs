@@ -10,12 +10,17 @@ pub enum Error {
     InvalidConversationId,
     #[error("{0}")]
     BadRequest(String),
+    /// An execute request refused by the contract's one validator.
+    #[error("{0}")]
+    InvalidRequest(#[from] wire::Invalid),
     #[error("no workspace for this conversation")]
     WorkspaceNotFound,
     #[error("the workspace limit ({0}) is reached; try again later")]
     CapacityExhausted(usize),
     #[error("the workspace did not become ready within {0} s")]
     AgentNotReady(u64),
+    #[error("{0}")]
+    IncompatibleAgent(wire::VersionMismatch),
     #[error("the control plane is shutting down")]
     ShuttingDown,
     #[error("workspace runtime: {0}")]

@@ -11,9 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::wire::{self, Event, ExecuteRequest, WorkspaceSource};
 use futures::{Stream, StreamExt};
 use tracing::{info, warn, Instrument};
+use wire::{self, Event, ExecuteRequest, WorkspaceSource};
 
 use crate::{
     agent_client::{AgentClient, AgentError},
@@ -365,12 +365,12 @@ impl Orchestrator {
                         self.store.unbind(key, &ws).await?;
                         continue;
                     };
-                    if AgentClient::new(rec.endpoint.clone())
+                    let healthy = AgentClient::new(rec.endpoint.clone())
                         .health()
                         .await
-                        .is_err()
-                    {
-                        warn!(workspace_id = %ws, "unhealthy pool member; destroying it");
+                        .is_ok_and(|h| wire::version::check(&h).is_ok());
+                    if !healthy {
+                        warn!(workspace_id = %ws, "unhealthy or incompatible pool member; destroying it");
                         self.store.unbind(key, &ws).await?;
                         rec.tenant_id = None;
                         rec.conversation_id = None;
@@ -471,13 +471,14 @@ impl Orchestrator {
         );
         let created = async {
             let ws = self.runtime.create(&spec).await?;
-            AgentClient::new(ws.endpoint.clone())
+            let health = AgentClient::new(ws.endpoint.clone())
                 .wait_healthy(Duration::from_secs(self.cfg.agent_ready_timeout_secs))
                 .await
                 .map_err(|e| {
                     warn!(error = %e, "agent did not become healthy");
                     Error::AgentNotReady(self.cfg.agent_ready_timeout_secs)
                 })?;
+            wire::version::check(&health).map_err(Error::IncompatibleAgent)?;
             Ok::<_, Error>(ws)
         }
         .instrument(span.clone())
@@ -561,7 +562,7 @@ impl Orchestrator {
         req: ExecuteRequest,
     ) -> Result<ExecutionStream> {
         let key = Self::key(tenant_id, conversation_id)?;
-        validate_execute(&req)?;
+        req.validate()?;
         let acquired = self.acquire(&key).await?;
         let rec = acquired.record.clone();
         self.store.touch(&rec.workspace_id, now_ms()).await?;
@@ -875,41 +876,6 @@ impl Orchestrator {
         }
         Ok(n)
     }
-}
-
-/// Checks an execute request beyond what its JSON shape enforces.
-pub fn validate_execute(req: &ExecuteRequest) -> Result<()> {
-    match req {
-        ExecuteRequest::Command(c) => {
-            if c.argv.is_empty() || c.argv[0].is_empty() {
-                return Err(Error::BadRequest("argv must name a program".into()));
-            }
-            if c.shell && c.argv.len() != 1 {
-                return Err(Error::BadRequest(
-                    "with shell=true, argv must hold exactly one command string".into(),
-                ));
-            }
-            if c.argv.iter().any(|a| a.contains('\0')) {
-                return Err(Error::BadRequest("argv must not contain NUL bytes".into()));
-            }
-            for k in c.env.keys() {
-                if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(Error::BadRequest(format!("invalid environment name {k:?}")));
-                }
-            }
-        }
-        ExecuteRequest::Agent(a) => {
-            if a.prompt.trim().is_empty() {
-                return Err(Error::BadRequest("prompt must not be empty".into()));
-            }
-        }
-    }
-    if req.timeout_secs() == Some(0) {
-        return Err(Error::BadRequest(
-            "timeout_secs must be greater than 0".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// A new workspace id: `ws-` and 20 hex digits (80 random bits).

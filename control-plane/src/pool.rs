@@ -8,11 +8,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent::wire::WorkspaceSource;
 use futures::StreamExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use wire::WorkspaceSource;
 
 use crate::{
     error::Result,

@@ -5,7 +5,7 @@
 
 use tracing::{info, warn};
 
-use agent::wire::WorkspaceSource;
+use wire::WorkspaceSource;
 
 use crate::{
     agent_client::AgentClient,

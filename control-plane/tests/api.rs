@@ -7,10 +7,10 @@ mod support;
 
 use std::collections::HashSet;
 
-use agent::wire::{Event, FileList, WorkspaceSource};
 use bollard::query_parameters::InspectContainerOptions;
 use control_plane::api::types::{WorkspaceInfo, WorkspaceList};
 use support::*;
+use wire::{Event, FileList, WorkspaceSource};
 
 fn assert_json_error(body: &serde_json::Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "body: {body}");

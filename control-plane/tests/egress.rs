@@ -101,8 +101,8 @@ async fn the_sandbox_reaches_only_what_its_policy_allows() {
         .await;
     assert!(matches!(
         events[0],
-        agent::wire::Event::Workspace {
-            source: agent::wire::WorkspaceSource::Warm,
+        wire::Event::Workspace {
+            source: wire::WorkspaceSource::Warm,
             ..
         }
     ));

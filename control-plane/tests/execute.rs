@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use agent::wire::{AgentSpec, CommandSpec, Event, ExecuteRequest, SseDecoder};
 use futures::StreamExt;
 use support::*;
+use wire::{AgentSpec, CommandSpec, Event, ExecuteRequest, SseDecoder};
 
 /// Processes in the workspace whose command line contains `needle`.
 async fn processes_matching(plane: &Plane, conv: &str, needle: &str) -> Vec<String> {

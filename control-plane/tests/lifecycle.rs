@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-use agent::wire::{Event, WorkspaceSource};
 use async_trait::async_trait;
 use control_plane::{
     api::types::PoolStatus,
@@ -21,6 +20,7 @@ use control_plane::{
     store::{memory::MemoryStore, StateStore},
 };
 use support::*;
+use wire::{Event, WorkspaceSource};
 
 async fn pool_status(plane: &Plane) -> PoolStatus {
     plane
@@ -273,7 +273,7 @@ async fn reaper_destroys_idle_and_orphans_only() {
         .await
         .unwrap();
     let mut busy_body = busy_resp.bytes_stream();
-    let mut dec = agent::wire::SseDecoder::new();
+    let mut dec = wire::SseDecoder::new();
     let mut busy = None;
     'wait: while let Some(chunk) = futures::StreamExt::next(&mut busy_body).await {
         for ev in dec.push(&chunk.unwrap()) {
@@ -457,7 +457,7 @@ impl Drop for Process {
     }
 }
 
-async fn exec_via(base: &str, conv: &str, req: &agent::wire::ExecuteRequest) -> Vec<Event> {
+async fn exec_via(base: &str, conv: &str, req: &wire::ExecuteRequest) -> Vec<Event> {
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/conversations/{conv}/execute"))
         .bearer_auth(TOKEN_ACME)

@@ -8,13 +8,13 @@ mod support;
 
 use std::time::Duration;
 
-use agent::wire::{Event, SseDecoder, WorkspaceSource};
 use control_plane::{
     api::types::{SyncResult, WorkspaceInfo},
     sync::{testing::MotoServer, SyncBackend},
 };
 use futures::StreamExt;
 use support::*;
+use wire::{Event, SseDecoder, WorkspaceSource};
 
 const BUCKET: &str = "workspace-recovery-test";
 

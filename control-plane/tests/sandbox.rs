@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use agent::wire::Event;
 use support::*;
+use wire::Event;
 
 const LEAK_MARKER: &str = "AKIAQWERTYLEAKTEST42";
 

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::wire::{ManifestEntry, ManifestKind};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use control_plane::{
@@ -33,6 +32,7 @@ use control_plane::{
 };
 use support::*;
 use tokio_util::sync::CancellationToken;
+use wire::{ManifestEntry, ManifestKind};
 
 // ---------------------------------------------------------------------------------
 // In-process agent

@@ -166,6 +166,7 @@ where
 pub use splice::{relay_sockets, SpliceSocket};
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // pipe2/splice/fcntl(F_SETPIPE_SZ): no safe wrapper in the tree
 mod splice {
     //! Zero-copy relay with `splice(2)`: socket → pipe → socket.
 

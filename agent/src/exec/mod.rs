@@ -60,6 +60,8 @@ impl Executor {
     /// program that cannot be started yields a stream holding one `error` event with
     /// code `spawn_failed`.
     pub async fn start(&self, req: ExecuteRequest) -> Result<mpsc::Receiver<Event>, ApiError> {
+        req.validate()
+            .map_err(|e| ApiError::bad_request(e.code, e.message))?;
         let timeout = self.timeout(req.timeout_secs())?;
         let prepared = match req {
             ExecuteRequest::Command(c) => self.prepare_command(c, timeout).await?,
@@ -110,10 +112,6 @@ impl Executor {
     fn timeout(&self, requested: Option<u64>) -> Result<Duration, ApiError> {
         match requested {
             None => Ok(self.default_timeout),
-            Some(0) => Err(ApiError::bad_request(
-                "invalid_timeout",
-                "timeout_secs must be greater than 0",
-            )),
             Some(t) if t > self.max_timeout_secs => Err(ApiError::bad_request(
                 "invalid_timeout",
                 format!(
@@ -130,25 +128,11 @@ impl Executor {
         c: CommandSpec,
         timeout: Duration,
     ) -> Result<Prepared, ApiError> {
-        if c.argv.is_empty() || c.argv[0].is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "argv must not be empty",
-            ));
-        }
-        if c.argv.iter().any(|a| a.contains('\0')) {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "argv must not contain NUL bytes",
-            ));
-        }
-        if c.shell && c.argv.len() != 1 {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "with shell: true, argv must hold exactly one string (the script for /bin/sh -c)",
-            ));
-        }
-        let env = validate_env(&c.env)?;
+        let env = c
+            .env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
         let cwd = match c.cwd.as_deref() {
             None | Some("") => self.root.path().to_path_buf(),
             Some(cwd) => {
@@ -195,44 +179,7 @@ impl Executor {
     }
 
     fn prepare_agent(&self, a: AgentSpec, timeout: Duration) -> Result<Prepared, ApiError> {
-        if a.prompt.trim().is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "prompt must not be empty",
-            ));
-        }
-        let fields = [
-            Some(a.prompt.as_str()),
-            a.resume_session_id.as_deref(),
-            a.model.as_deref(),
-        ];
-        if fields.iter().flatten().any(|f| f.contains('\0')) {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "fields must not contain NUL bytes",
-            ));
-        }
-        if let Some(id) = &a.resume_session_id {
-            if id.is_empty()
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    "resume_session_id must be made of letters, digits, '-' and '_'",
-                ));
-            }
-        }
-        if a.model
-            .as_deref()
-            .is_some_and(|m| m.is_empty() || m.starts_with('-'))
-        {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "model must be a model id",
-            ));
-        }
+        // Checked by `ExecuteRequest::validate` in `start`.
         Ok(Prepared {
             spec: SpawnSpec {
                 program: self.claude_path.clone().into(),
@@ -248,22 +195,6 @@ impl Executor {
             agent_mode: true,
         })
     }
-}
-
-fn validate_env(
-    env: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<(OsString, OsString)>, ApiError> {
-    let mut out = Vec::with_capacity(env.len());
-    for (k, v) in env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(ApiError::bad_request(
-                "invalid_env",
-                format!("invalid environment variable {k:?}: names must be non-empty without '=' or NUL, values without NUL"),
-            ));
-        }
-        out.push((k.into(), v.into()));
-    }
-    Ok(out)
 }
 
 /// Milliseconds since `started`.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::wire::Event;
 
 /// Prefix of the agent's own configuration variables, kept out of children's env.
-pub const AGENT_ENV_PREFIX: &str = "WORKSPACE_AGENT_";
+pub const AGENT_ENV_PREFIX: &str = wire::env::PREFIX;
 /// How long output is still read after the process ended, for pipes held open by a
 /// process that left the session.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -48,6 +48,7 @@ pub struct Spawned {
 }
 
 /// Starts `spec` in a new session (`setsid`), stdout/stderr piped.
+#[allow(unsafe_code)] // pre_exec(setsid): see the SAFETY note below
 pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args).current_dir(&spec.cwd);

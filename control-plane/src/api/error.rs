@@ -1,12 +1,12 @@
 //! The API's error: the one place where domain errors become status codes and the
 //! JSON body `{"error":{"code","message"}}`. Client mistakes are 4xx, never 500.
 
-use agent::wire::ErrorBody;
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
+use wire::ErrorBody;
 
 use crate::{agent_client::AgentError, error::Error};
 
@@ -45,6 +45,7 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_conversation_id", msg)
             }
             Error::BadRequest(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", msg),
+            Error::InvalidRequest(i) => Self::new(StatusCode::BAD_REQUEST, i.code, msg),
             Error::WorkspaceNotFound => {
                 Self::new(StatusCode::NOT_FOUND, "workspace_not_found", msg)
             }
@@ -53,6 +54,14 @@ impl From<Error> for ApiError {
             }
             Error::AgentNotReady(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "workspace_not_ready", msg)
+            }
+            Error::IncompatibleAgent(_) => {
+                tracing::error!(error = %msg, "workspace image speaks another wire version");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "incompatible_workspace",
+                    msg,
+                )
             }
             Error::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg),
             Error::Runtime(_) => {

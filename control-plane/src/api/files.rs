@@ -2,7 +2,6 @@
 //! workspace root (its 400/404/413 answers are passed through). Reads, lists and
 //! deletes need an existing workspace; a write creates the workspace on first use.
 
-use agent::wire::{self, FileQuery};
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -10,6 +9,7 @@ use axum::{
     response::Response,
 };
 use http_body_util::{BodyExt, Limited};
+use wire::{self, FileQuery};
 
 use super::{
     auth::Tenant,

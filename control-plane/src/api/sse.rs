@@ -5,15 +5,11 @@
 
 use std::{convert::Infallible, time::Duration};
 
-use agent::wire::{Event, SSE_KEEPALIVE};
-use axum::{
-    body::Body,
-    http::{header, HeaderValue},
-    response::Response,
-};
+use axum::{body::Body, http::HeaderValue, response::Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use wire::{Event, SSE_KEEPALIVE};
 
 use crate::orchestrator::ExecutionStream;
 
@@ -52,13 +48,10 @@ pub fn sse_response(
         }
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    for (name, value) in wire::sse::RESPONSE_HEADERS {
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     resp
 }
 

@@ -1,5 +1,5 @@
 //! Bodies of the API's own routes (the execute request, events and file metadata are
-//! in `agent::wire`, shared with the agent).
+//! in `wire`, shared with the agent).
 
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use agent::wire::ExecuteRequest;
 use axum::{extract::State, response::Response, Json};
+use wire::ExecuteRequest;
 
 use super::{
     auth::Tenant,

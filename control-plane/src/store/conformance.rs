@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent::wire::WorkspaceSource;
+use wire::WorkspaceSource;
 
 use super::{Claim, ConversationKey, PoolSizing, StateStore, WorkspaceRecord, WorkspaceState};
 use crate::runtime::Endpoint;

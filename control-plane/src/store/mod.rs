@@ -31,7 +31,7 @@ pub struct WorkspaceRecord {
     pub last_active_ms: i64,
     pub last_synced_ms: Option<i64>,
     /// How the current binding came to be (`cold`, `warm`, `recovered`).
-    pub source: agent::wire::WorkspaceSource,
+    pub source: wire::WorkspaceSource,
     #[serde(default)]
     pub state: WorkspaceState,
     /// The control-plane instance that created it (drains its own pool members).

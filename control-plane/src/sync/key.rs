@@ -90,7 +90,7 @@ impl ConversationLayout {
     /// `.`/`..`), so one conversation's prefix never overlaps another's.
     pub fn new(key: &ConversationKey) -> Result<Self, KeyError> {
         for id in [&key.tenant_id, &key.conversation_id] {
-            if !agent::wire::is_valid_conversation_id(id) {
+            if !wire::is_valid_conversation_id(id) {
                 return Err(KeyError {
                     key: key.to_string(),
                     reason: "tenant and conversation ids must match ^[A-Za-z0-9._-]{1,128}$",

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 
-use agent::wire::{ManifestEntry, ManifestKind};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use wire::{ManifestEntry, ManifestKind};
 
 /// Version of the stored manifest's format.
 pub const FORMAT: u32 = 1;

@@ -27,13 +27,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent::wire::{ManifestEntry, ManifestKind, ManifestQuery};
 use axum::body::Body;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use wire::{ManifestEntry, ManifestKind, ManifestQuery};
 
 use super::config::{SyncBackend, SyncConfig};
 use super::error::{Limit, SyncError};

@@ -11,7 +11,6 @@
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
-use agent::wire::{CommandSpec, Event, ExecResult, ExecuteRequest, SseDecoder};
 use bollard::{query_parameters::ListContainersOptionsBuilder, Docker};
 use control_plane::{
     config::{Config, TokenConfig},
@@ -20,6 +19,7 @@ use control_plane::{
     store::{memory::MemoryStore, StateStore},
 };
 use futures::StreamExt;
+use wire::{CommandSpec, Event, ExecResult, ExecuteRequest, SseDecoder};
 
 pub const IMAGE: &str = "workspace-offline:latest";
 pub const TOKEN_ACME: &str = "acme-token-0123456789abcdef";

@@ -1,7 +1,6 @@
-//! The wire contract between the control plane, the workspace agent and the API's
-//! callers: the execute request, the event vocabulary, file metadata, error bodies,
-//! the agent's route names and the SSE framing. Defined once here and used by both
-//! ends; changing a type here changes the public API (see `docs/api.md`).
+//! The contract's data types: the execute request, the event vocabulary, file
+//! metadata, manifests, error bodies and the agent's route names. Plain data: no I/O,
+//! no validation beyond the JSON shape (that is `validate`).
 
 use std::collections::BTreeMap;
 
@@ -26,11 +25,6 @@ pub mod routes {
     /// `POST` an [`super::ExportRequest`]: a tar of exactly the listed entries.
     pub const ARCHIVE_EXPORT: &str = "/archive/export";
 }
-
-/// Header carrying the version of the wire contract an agent speaks.
-pub const WIRE_VERSION_HEADER: &str = "x-workspace-wire-version";
-/// Current wire contract version.
-pub const WIRE_VERSION: u32 = 1;
 
 /// Upper bound of a conversation id's length.
 pub const CONVERSATION_ID_MAX_LEN: usize = 128;
@@ -203,16 +197,6 @@ impl Event {
     pub fn is_terminal(&self) -> bool {
         matches!(self, Event::Result(_) | Event::Error { .. })
     }
-
-    /// Renders this event as one SSE frame: `event: <name>\ndata: <json>\n\n`.
-    pub fn to_sse_frame(&self) -> String {
-        // Serialising these plain data types cannot fail; fall back to an error frame
-        // rather than panicking if it ever did.
-        let data = serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"type":"error","code":"serialize","message":"{e}"}}"#)
-        });
-        format!("event: {}\ndata: {}\n\n", self.name(), data)
-    }
 }
 
 /// The final outcome of an execution.
@@ -240,69 +224,6 @@ pub struct ExecResult {
     /// Agent mode: usage and cost as reported by the CLI, passed through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<serde_json::Value>,
-}
-
-/// SSE comment line sent periodically so proxies and clients keep the stream open.
-pub const SSE_KEEPALIVE: &str = ": keep-alive\n\n";
-
-/// Incremental parser for an SSE byte stream carrying [`Event`]s. Comments
-/// (keep-alives) are skipped; `data:` lines are joined; a frame ends at a blank line.
-#[derive(Debug, Default)]
-pub struct SseDecoder {
-    buf: Vec<u8>,
-}
-
-/// A decoding failure of one SSE frame.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid SSE frame: {0}")]
-pub struct SseDecodeError(pub String);
-
-impl SseDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feeds bytes; returns the events completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<Event, SseDecodeError>> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some((end, sep_len)) = find_frame_end(&self.buf) {
-            let frame: Vec<u8> = self.buf.drain(..end + sep_len).take(end).collect();
-            if let Some(ev) = decode_frame(&frame) {
-                out.push(ev);
-            }
-        }
-        out
-    }
-}
-
-fn find_frame_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
-fn decode_frame(frame: &[u8]) -> Option<Result<Event, SseDecodeError>> {
-    let text = String::from_utf8_lossy(frame);
-    let mut data = String::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("data:") {
-            if !data.is_empty() {
-                data.push('\n');
-            }
-            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-        }
-    }
-    if data.is_empty() {
-        return None; // comment-only frame (keep-alive) or event without data
-    }
-    Some(serde_json::from_str(&data).map_err(|e| SseDecodeError(format!("{e}: {data}"))))
 }
 
 /// Kind of a workspace file-system entry.
@@ -524,36 +445,5 @@ mod tests {
             serde_json::from_str::<ExecuteRequest>(r#"{"mode":"command","argv":[],"x":1}"#)
                 .is_err()
         );
-    }
-
-    #[test]
-    fn sse_round_trip_with_keepalive_and_split_chunks() {
-        let events = vec![
-            Event::Workspace {
-                workspace_id: "ws-1".into(),
-                source: WorkspaceSource::Warm,
-            },
-            Event::Stdout {
-                data: "line1\nline2\n".into(),
-            },
-            Event::Result(ExecResult {
-                exit_code: Some(0),
-                duration_ms: 3,
-                ..Default::default()
-            }),
-        ];
-        let mut wire = String::new();
-        for e in &events {
-            wire.push_str(SSE_KEEPALIVE);
-            wire.push_str(&e.to_sse_frame());
-        }
-        let mut dec = SseDecoder::new();
-        let mut got = Vec::new();
-        for chunk in wire.as_bytes().chunks(7) {
-            got.extend(dec.push(chunk).into_iter().map(|r| r.unwrap()));
-        }
-        assert_eq!(got, events);
-        assert!(got[2].is_terminal());
-        assert_eq!(got[1].name(), "stdout");
     }
 }
