@@ -1,11 +1,13 @@
-//! Audit records: one JSON object per request or tunnel, and where they go.
+//! Audit records: one per request or tunnel, and where they go. The proxy's typed
+//! record is written as the platform's one audit schema (`audit::AuditRecord`): the
+//! envelope (time, event, tenant, conversation, workspace, actor `sandbox`, outcome =
+//! the decision) plus the request's facts under `detail`.
 //!
 //! Records never contain header values, query strings, bodies or credentials; the
 //! host is the canonical one that was matched and dialled.
 
 use std::io::Write;
-use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
@@ -52,16 +54,40 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    /// The record in the platform's audit schema.
+    pub fn to_common(&self) -> audit::AuditRecord {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        audit::AuditRecord {
+            time: self.time.clone(),
+            event: self.event.clone(),
+            tenant_id: some(&self.tenant_id),
+            conversation_id: some(&self.conversation_id),
+            workspace_id: some(&self.workspace_id),
+            actor: Some("sandbox".into()),
+            request_id: None,
+            outcome: self.decision.clone(),
+            detail: serde_json::json!({
+                "mode": self.mode,
+                "method": self.method,
+                "host": self.host,
+                "port": self.port,
+                "resolved": self.resolved,
+                "reason": self.reason,
+                "status": self.status,
+                "bytes_out": self.bytes_out,
+                "bytes_in": self.bytes_in,
+                "dns_ms": self.dns_ms,
+                "connect_ms": self.connect_ms,
+                "total_ms": self.total_ms,
+                "complete": self.complete,
+            }),
+        }
     }
-}
 
-/// The background writer behind [`AuditSink::writer`].
-#[derive(Debug)]
-pub struct LineWriter {
-    tx: RwLock<Option<mpsc::Sender<String>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The JSON line written to the audit log (the common schema).
+    pub fn to_json_line(&self) -> String {
+        self.to_common().to_json_line()
+    }
 }
 
 /// Where audit records go.
@@ -71,7 +97,7 @@ pub enum AuditSink {
     #[default]
     Tracing,
     /// JSON lines written by a background thread to a writer (file, stdout).
-    Lines(Arc<LineWriter>),
+    Lines(Arc<audit::LineWriter>),
     /// Records sent to a channel (the control plane's own audit log, tests).
     Channel(UnboundedSender<AuditRecord>),
     /// Nothing (benchmarks).
@@ -83,30 +109,8 @@ impl AuditSink {
     /// handling never blocks on I/O. Call [`AuditSink::close`] before exiting to
     /// flush what is still queued.
     pub fn writer<W: Write + Send + 'static>(writer: W) -> AuditSink {
-        let (tx, rx) = mpsc::channel::<String>();
-        let thread = std::thread::Builder::new()
-            .name("proxy-audit".into())
-            .spawn(move || {
-                let mut w = std::io::BufWriter::new(writer);
-                while let Ok(line) = rx.recv() {
-                    let mut ok = writeln!(w, "{line}").is_ok();
-                    while let Ok(more) = rx.try_recv() {
-                        ok &= writeln!(w, "{more}").is_ok();
-                    }
-                    if !(ok && w.flush().is_ok()) {
-                        eprintln!("proxy-sidecar: writing audit log failed");
-                    }
-                    // Batch: under load, lines queue up while this thread sleeps, so
-                    // request handling does not pay a thread wake-up per line.
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                let _ = w.flush();
-            });
-        match thread {
-            Ok(handle) => AuditSink::Lines(Arc::new(LineWriter {
-                tx: RwLock::new(Some(tx)),
-                thread: Mutex::new(Some(handle)),
-            })),
+        match audit::LineWriter::spawn(writer, "proxy-audit") {
+            Ok(w) => AuditSink::Lines(Arc::new(w)),
             Err(_) => AuditSink::Tracing,
         }
     }
@@ -115,13 +119,7 @@ impl AuditSink {
     /// emitted afterwards are dropped.
     pub fn close(&self) {
         if let AuditSink::Lines(w) = self {
-            if let Ok(mut tx) = w.tx.write() {
-                tx.take();
-            }
-            let handle = w.thread.lock().ok().and_then(|mut h| h.take());
-            if let Some(h) = handle {
-                let _ = h.join();
-            }
+            w.close();
         }
     }
 
@@ -143,13 +141,7 @@ impl AuditSink {
                     record.to_json_line()
                 );
             }
-            AuditSink::Lines(w) => {
-                if let Ok(tx) = w.tx.read() {
-                    if let Some(tx) = tx.as_ref() {
-                        let _ = tx.send(record.to_json_line());
-                    }
-                }
-            }
+            AuditSink::Lines(w) => w.send(record.to_json_line()),
             AuditSink::Channel(tx) => {
                 let _ = tx.send(record);
             }

@@ -744,6 +744,10 @@ async fn attack_table() {
     assert!(blocked >= 80, "only {blocked} blocked audit records");
     for a in &audit {
         let line = a.to_json_line();
+        // The platform's one audit schema, the same as the control plane's lines.
+        let common = audit::AuditRecord::check_line(&line).unwrap();
+        assert_eq!(common.outcome, a.decision);
+        assert_eq!(common.actor.as_deref(), Some("sandbox"));
         assert!(!line.contains("injected-secret-value"), "{line}");
         assert!(!line.contains("x=1"), "query string logged: {line}");
         assert_eq!(a.workspace_id, "ws-test");
