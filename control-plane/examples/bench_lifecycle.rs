@@ -151,14 +151,14 @@ async fn cold(runtime: &str, runs: usize) -> Row {
 
 async fn warm(runs: usize) -> Row {
     let server = start(config("bench-warm", "", 4)).await;
-    let orch = server.orch.clone();
+    let fleet = server.services.fleet.clone();
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
     let mut samples = Vec::new();
     for i in 0..runs {
         // Measure the claim path: wait until the pool has a member.
         for _ in 0..400 {
-            if !orch.store().pool_members().await.unwrap().is_empty() {
+            if !fleet.store.pool_members().await.unwrap().is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -192,7 +192,8 @@ async fn relay(runs: usize) -> (Row, Row) {
     });
     timed_execute(&http, &base, "relay", &req).await;
     let rec = server
-        .orch
+        .services
+        .lifecycle
         .existing(&ConversationKey::new("bench", "relay"))
         .await
         .unwrap()

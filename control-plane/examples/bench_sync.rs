@@ -23,8 +23,9 @@ use control_plane::{
     agent_client::AgentClient,
     runtime::Endpoint,
     store::ConversationKey,
-    sync::{testing::MotoServer, LocalDirStore, ObjectStore, S3Store, Sse, SyncConfig, Syncer},
+    sync::{LocalDirStore, ObjectStore, S3Store, Sse, SyncConfig, Syncer},
 };
+use test_support::MotoServer;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]

@@ -60,6 +60,9 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// Where audit lines go: `tracing` (target `audit`, in the log), `stdout`, `off`,
+    /// or a file path (appended, mode 0600). See the `audit` crate for the schema.
+    pub audit: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -216,6 +219,7 @@ impl Default for Config {
             cleanup_on_shutdown: false,
             shutdown_grace_secs: 10,
             log_format: LogFormat::Text,
+            audit: "tracing".into(),
         }
     }
 }

@@ -131,14 +131,11 @@ impl Egress {
         if rec.state != WorkspaceState::Bound {
             return Ok(PolicyConfig::default());
         }
-        if let Some(json) = self
-            .store
+        if let Some(p) = self
             .conversation_policy(&ConversationKey::new(t, c))
             .await?
         {
-            return serde_json::from_str(&json).map_err(|e| {
-                Error::BadRequest(format!("stored egress policy of {t}/{c} is invalid: {e}"))
-            });
+            return Ok(p);
         }
         Ok(self
             .cfg
@@ -146,6 +143,36 @@ impl Egress {
             .get(t)
             .cloned()
             .unwrap_or_else(|| self.cfg.default_policy.clone()))
+    }
+
+    /// The policy set for a conversation through the API, if any.
+    pub async fn conversation_policy(&self, key: &ConversationKey) -> Result<Option<PolicyConfig>> {
+        let Some(json) = self.store.conversation_policy(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json).map(Some).map_err(|e| {
+            Error::BadRequest(format!(
+                "stored egress policy of {}/{} is invalid: {e}",
+                key.tenant_id, key.conversation_id
+            ))
+        })
+    }
+
+    /// Stores (or, with `None`, clears) a conversation's policy; the caller has
+    /// validated it. Applied to its workspace by [`Egress::ensure`].
+    pub async fn set_conversation_policy(
+        &self,
+        key: &ConversationKey,
+        policy: Option<&PolicyConfig>,
+    ) -> Result<()> {
+        let json = policy
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| Error::BadRequest(format!("egress policy: {e}")))?;
+        Ok(self
+            .store
+            .set_conversation_policy(key, json.as_deref())
+            .await?)
     }
 
     /// The configured policy of a tenant's conversations: `("tenant", …)` or

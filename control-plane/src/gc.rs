@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    error::{Error, Result},
-    metrics::ResultLabel,
-    orchestrator::Orchestrator,
-    store::{lease::Lease, WorkspaceRecord, WorkspaceState},
+    error::Result,
+    fleet::Fleet,
+    lifecycle::{Lifecycle, SyncFirst},
+    membership::Membership,
+    store::{lease::Lease, WorkspaceState},
+    telemetry::{FleetEvent, RequestContext, Subject},
     time_util::now_ms,
 };
 
@@ -48,15 +50,17 @@ impl SweepReport {
 }
 
 pub struct Reaper {
-    orch: Arc<Orchestrator>,
+    lifecycle: Arc<Lifecycle>,
+    membership: Arc<Membership>,
     /// Workspaces found idle/expired by the previous sweep, with the reason.
     suspects: Mutex<HashMap<String, &'static str>>,
 }
 
 impl Reaper {
-    pub fn new(orch: Arc<Orchestrator>) -> Self {
+    pub fn new(lifecycle: Arc<Lifecycle>, membership: Arc<Membership>) -> Self {
         Self {
-            orch,
+            lifecycle,
+            membership,
             suspects: Mutex::new(HashMap::new()),
         }
     }
@@ -64,7 +68,7 @@ impl Reaper {
     /// Runs sweeps every `gc.interval_secs` until `stop`.
     pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let every = Duration::from_secs(self.orch.config().gc.interval_secs);
+            let every = Duration::from_secs(self.fleet().cfg.gc.interval_secs);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -81,8 +85,8 @@ impl Reaper {
     /// One sweep.
     pub async fn sweep(&self) -> SweepReport {
         let mut report = SweepReport::default();
-        let store = self.orch.store().clone();
-        let owner = self.orch.instance_id().to_string();
+        let store = self.fleet().store.clone();
+        let owner = self.fleet().instance_id.clone();
         let lease = match Lease::try_acquire(&store, GC_LEASE, &owner).await {
             Ok(Some(l)) => l,
             Ok(None) => {
@@ -105,25 +109,27 @@ impl Reaper {
         report
     }
 
+    fn fleet(&self) -> &Arc<Fleet> {
+        self.lifecycle.fleet()
+    }
+
     fn count(&self, report: &SweepReport) {
-        let result = if report.errors == 0 {
-            "success"
-        } else {
-            "error"
-        };
-        self.orch
-            .metrics()
-            .gc_cycles
-            .get_or_create(&ResultLabel {
-                result: result.into(),
-            })
-            .inc();
+        self.fleet().telemetry.emit(
+            &Subject::none(),
+            &RequestContext::system("gc"),
+            FleetEvent::GcSweep {
+                ok: report.errors == 0,
+            },
+        );
     }
 
     async fn sweep_locked(&self, report: &mut SweepReport) -> Result<()> {
-        let cfg = &self.orch.config().gc;
-        let store = self.orch.store();
-        let runtime = self.orch.runtime();
+        let fleet = self.fleet();
+        let cfg = &fleet.cfg.gc;
+        let store = &fleet.store;
+        let runtime = &fleet.runtime;
+        let ctx = RequestContext::system("gc");
+        let lifecycle = &self.lifecycle;
         let now = now_ms();
         let idle_ms = (cfg.idle_ttl_secs as i64).saturating_mul(1000);
         let max_age_ms = (cfg.absolute_ttl_secs as i64).saturating_mul(1000);
@@ -148,32 +154,37 @@ impl Reaper {
                         // A reservation whose creator died mid-create (normally settled
                         // by `resolve_abandoned_starts`; this is the backstop).
                         if now - rec.created_at_ms > grace_ms
-                            && !self.orch.instance_alive(&rec.created_by).await?
+                            && !self.membership.instance_alive(&rec.created_by).await?
                         {
-                            self.destroy(rec, "stale_start").await?;
+                            lifecycle
+                                .destroy(rec, "stale_start", SyncFirst::No, &ctx)
+                                .await?;
                             return Ok(Some("stale_start"));
                         }
                         Ok(None)
                     }
                     (_, None) => {
-                        self.forget(rec).await?;
+                        // The container vanished: found dead.
+                        lifecycle.found_dead(rec, "gc", "vanished", &ctx).await?;
                         report.dropped_records += 1;
                         Ok(None)
                     }
                     (_, Some(w)) if !w.running => {
-                        self.destroy(rec, "dead").await?;
+                        lifecycle.found_dead(rec, "gc", "dead", &ctx).await?;
                         Ok(Some("dead"))
                     }
                     (WorkspaceState::Pooled, _) => {
                         if now - rec.created_at_ms > max_age_ms && store.pool_remove(ws).await? {
-                            self.destroy(rec, "recycled").await?;
+                            lifecycle
+                                .destroy(rec, "recycled", SyncFirst::No, &ctx)
+                                .await?;
                             return Ok(Some("recycled"));
                         }
                         Ok(None)
                     }
                     (WorkspaceState::Bound, _) => {
                         let expired = now - rec.created_at_ms > max_age_ms;
-                        let running = self.orch.running_executions(ws) > 0;
+                        let running = fleet.running.count(ws) > 0;
                         let idle = !running && now - rec.last_active_ms > idle_ms;
                         let reason = if expired {
                             "expired"
@@ -190,7 +201,7 @@ impl Reaper {
                         // Confirmed on a second sweep. Re-read: activity since?
                         let fresh = store.record(ws).await?;
                         if let Some(f) = &fresh {
-                            let idle_now = self.orch.running_executions(ws) == 0
+                            let idle_now = fleet.running.count(ws) == 0
                                 && now_ms() - f.last_active_ms > idle_ms;
                             if reason == "idle" && !idle_now {
                                 return Ok(None);
@@ -198,8 +209,9 @@ impl Reaper {
                         }
                         // Nothing is lost: files are synced before the destroy; a
                         // failed sync keeps the workspace for the next sweep.
-                        self.orch.sync_workspace(rec).await?;
-                        self.destroy(rec, reason).await?;
+                        lifecycle
+                            .destroy(rec, reason, SyncFirst::Required, &ctx)
+                            .await?;
                         Ok(Some(reason))
                     }
                 }
@@ -225,14 +237,8 @@ impl Reaper {
             if w.created_at_ms > 0 && age <= grace_ms {
                 continue;
             }
-            match runtime.destroy(ws).await {
+            match lifecycle.destroy_unrecorded(w, "orphan", &ctx).await {
                 Ok(()) => {
-                    self.orch.note_destroyed(
-                        w.tenant_id.as_deref().unwrap_or(""),
-                        w.conversation_id.as_deref().unwrap_or(""),
-                        ws,
-                        "orphan",
-                    );
                     report.destroyed.push((ws.clone(), "orphan".into()));
                 }
                 Err(e) => {
@@ -245,29 +251,6 @@ impl Reaper {
         if let Ok(mut m) = self.suspects.lock() {
             *m = still_suspect;
         }
-        self.orch
-            .metrics()
-            .active_containers
-            .set(store.records().await?.len() as i64);
         Ok(())
-    }
-
-    async fn destroy(&self, rec: &WorkspaceRecord, reason: &str) -> Result<()> {
-        self.orch.destroy_workspace(rec, reason).await
-    }
-
-    /// Drops a record (and its binding) whose container no longer exists.
-    async fn forget(&self, rec: &WorkspaceRecord) -> Result<()> {
-        let store = self.orch.store();
-        if let (Some(t), Some(c)) = (&rec.tenant_id, &rec.conversation_id) {
-            store
-                .unbind(&crate::store::ConversationKey::new(t, c), &rec.workspace_id)
-                .await?;
-        }
-        store.pool_remove(&rec.workspace_id).await?;
-        store
-            .delete_record(&rec.workspace_id)
-            .await
-            .map_err(Error::from)
     }
 }

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the control plane (names from the original system's metric
 //! design: `workspace_*`), registered in one registry served at `/metrics`.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -36,7 +38,13 @@ pub struct Metrics {
     pub requests: Family<StatusLabel, Counter>,
     /// HTTP answers by route template and status code.
     pub http_responses: Family<RouteLabels, Counter>,
+    /// Workspaces of the fleet (read from the store at scrape time).
     pub active_containers: Gauge,
+    /// Workspaces being created (reservations under the cap; read at scrape time).
+    pub starting_workspaces: Gauge,
+    /// CPU and memory in use on the host, percent (read at scrape time).
+    pub host_cpu_percent: Gauge<f64, AtomicU64>,
+    pub host_memory_percent: Gauge<f64, AtomicU64>,
     /// The configured fleet-wide cap (for "near capacity" alerts).
     pub max_workspaces: Gauge,
     pub active_executions: Gauge,
@@ -85,6 +93,9 @@ impl Metrics {
             requests: Family::default(),
             http_responses: Family::default(),
             active_containers: Gauge::default(),
+            starting_workspaces: Gauge::default(),
+            host_cpu_percent: Gauge::default(),
+            host_memory_percent: Gauge::default(),
             max_workspaces: Gauge::default(),
             active_executions: Gauge::default(),
             container_startup_seconds: Family::new_with_constructor(startup_histogram),
@@ -119,8 +130,23 @@ impl Metrics {
         );
         r.register(
             "workspace_active_containers",
-            "Workspaces known to this control plane",
+            "Workspaces of the fleet (from the shared store, at scrape time)",
             m.active_containers.clone(),
+        );
+        r.register(
+            "workspace_starting",
+            "Workspaces being created (reserved under the fleet cap)",
+            m.starting_workspaces.clone(),
+        );
+        r.register(
+            "workspace_host_cpu_percent",
+            "CPU in use on the control plane's host, percent, since the previous scrape",
+            m.host_cpu_percent.clone(),
+        );
+        r.register(
+            "workspace_host_memory_percent",
+            "Memory in use on the control plane's host (MemTotal - MemAvailable), percent",
+            m.host_memory_percent.clone(),
         );
         r.register(
             "workspace_max_workspaces",

@@ -1,7 +1,8 @@
-//! Assembly and lifecycle of the control-plane process: builds the runtime, store and
-//! orchestrator from the configuration, reconciles with what already runs, serves the
-//! API, and shuts down gracefully (stop accepting, let streams finish within the
-//! grace period, cancel the rest, optionally destroy this fleet's workspaces).
+//! Assembly and lifecycle of the control-plane process: builds the runtime, store,
+//! telemetry and the services from the configuration, reconciles with what already
+//! runs, serves the API, and shuts down gracefully (stop accepting, let streams finish
+//! within the grace period, cancel the rest, sync, optionally destroy this fleet's
+//! workspaces).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -15,20 +16,20 @@ use crate::{
     api::{self, AppState},
     config::{Config, RuntimeKind, StoreKind},
     egress::Egress,
+    fleet::Fleet,
     gc::Reaper,
     metrics::Metrics,
-    orchestrator::Orchestrator,
-    pool::WarmPool,
-    reconcile,
     runtime::{docker::DockerRuntime, Runtime},
-    store::{memory::MemoryStore, redis::RedisStore, StateStore},
-    sync::Syncer,
+    services::Services,
+    store::{memory::MemoryStore, redis::RedisStore, StateStore, WorkspaceState},
+    sync::{coordinator::SyncCoordinator, Syncer},
+    telemetry::{RequestContext, SyncTrigger, Telemetry},
 };
 
-/// A started control plane: its address, its parts, and the handle to stop it.
+/// A started control plane: its address, its services, and the handle to stop it.
 pub struct Server {
     pub addr: SocketAddr,
-    pub orch: Arc<Orchestrator>,
+    pub services: Services,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -38,24 +39,6 @@ pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
     Ok(match cfg.runtime {
         RuntimeKind::Docker => {
             Arc::new(DockerRuntime::connect(cfg.docker.clone(), cfg.fleet.clone()).await?)
-        }
-    })
-}
-
-/// Renews this instance's liveness mark until `stop`.
-fn spawn_heartbeat(
-    orch: Arc<Orchestrator>,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(crate::orchestrator::INSTANCE_HEARTBEAT) => {}
-            }
-            if let Err(e) = orch.heartbeat().await {
-                warn!(error = %e, "instance heartbeat failed");
-            }
         }
     })
 }
@@ -92,35 +75,38 @@ impl Server {
         let cfg = Arc::new(cfg);
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        let audit =
+            audit::AuditSink::from_spec(&cfg.audit).map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+        let telemetry = Telemetry::new(metrics, audit);
 
-        let report = reconcile::reconcile(runtime.as_ref(), store.as_ref()).await?;
-        info!(?report, "reconciled with running workspaces");
-        let mut orch = Orchestrator::new(runtime, store.clone(), cfg.clone(), metrics.clone());
+        let mut fleet = Fleet::new(runtime, store.clone(), cfg.clone(), telemetry.clone());
         if let Some(syncer) = Syncer::from_config(&cfg.sync)
             .await
             .map_err(|e| anyhow::anyhow!("sync: {e}"))?
         {
-            orch.set_syncer(Arc::new(syncer));
+            fleet.sync = Some(Arc::new(SyncCoordinator::new(
+                Arc::new(syncer),
+                store.clone(),
+                telemetry,
+            )));
         }
-        let egress = if cfg.egress.enabled && orch.runtime().name() == "docker" {
+        let egress = if cfg.egress.enabled && fleet.runtime.name() == "docker" {
             let e = Egress::new(
                 cfg.egress.clone(),
                 store,
-                orch.instance_id().to_string(),
+                fleet.instance_id.clone(),
                 &mut registry,
             )
             .map_err(|e| anyhow::anyhow!("egress: {e}"))?;
             let e = Arc::new(e);
-            orch.set_egress(e.clone());
+            fleet.egress = Some(e.clone());
             Some(e)
         } else {
             None
         };
-        let orch = Arc::new(orch);
-        metrics
-            .active_containers
-            .set(orch.store().records().await?.len() as i64);
-        metrics.max_workspaces.set(cfg.max_workspaces as i64);
+        let services = Services::new(Arc::new(fleet));
+        let report = services.membership.reconcile().await?;
+        info!(?report, "reconciled with running workspaces");
 
         let listener = TcpListener::bind(cfg.listen)
             .await
@@ -133,7 +119,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let streams_cancel = CancellationToken::new();
         let state = AppState {
-            orch: orch.clone(),
+            services: services.clone(),
             registry: Arc::new(registry),
             tokens: Arc::new(cfg.tokens.clone()),
             streams_cancel: streams_cancel.clone(),
@@ -142,10 +128,13 @@ impl Server {
 
         // Background work: the warm pool's filler and the reaper.
         let background_stop = CancellationToken::new();
-        orch.heartbeat().await?;
+        services.membership.heartbeat().await?;
         let mut background = vec![
-            spawn_heartbeat(orch.clone(), background_stop.clone()),
-            WarmPool::new(orch.clone()).spawn(background_stop.clone()),
+            services
+                .membership
+                .clone()
+                .spawn_heartbeat(background_stop.clone()),
+            services.pool.clone().spawn(background_stop.clone()),
         ];
         if let Some(e) = egress {
             // Listeners of adopted workspaces (and of dead replicas) start here.
@@ -155,13 +144,14 @@ impl Server {
             background.push(e.spawn_supervisor(background_stop.clone()));
         }
         if cfg.gc.enabled {
-            background.push(Arc::new(Reaper::new(orch.clone())).spawn(background_stop.clone()));
+            let reaper = Reaper::new(services.lifecycle.clone(), services.membership.clone());
+            background.push(Arc::new(reaper).spawn(background_stop.clone()));
         }
 
         let grace = Duration::from_secs(cfg.shutdown_grace_secs);
         let cleanup = cfg.cleanup_on_shutdown;
         let stop = shutdown.clone();
-        let orch2 = orch.clone();
+        let services2 = services.clone();
         let task = tokio::spawn(async move {
             let stop_signal = stop.clone();
             let streams = streams_cancel.clone();
@@ -177,6 +167,7 @@ impl Server {
                     warn!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
@@ -185,7 +176,7 @@ impl Server {
             }
             streams_cancel.cancel();
             // Nothing is lost on shutdown: bound workspaces are synced first.
-            let synced = orch2.sync_all().await;
+            let synced = sync_on_shutdown(&services2.fleet).await;
             if synced > 0 {
                 info!(synced, "synced workspaces on shutdown");
             }
@@ -194,16 +185,18 @@ impl Server {
                 let _ = task.await;
             }
             if cleanup {
-                match orch2.destroy_all().await {
+                let ctx = RequestContext::system("shutdown");
+                match services2.lifecycle.destroy_all(&ctx).await {
                     Ok(n) => info!(destroyed = n, "cleaned up this fleet's workspaces"),
                     Err(e) => warn!(error = %e, "clean-up on shutdown failed"),
                 }
             }
+            services2.fleet.telemetry.audit_sink().close();
         });
-        info!(%addr, runtime = orch.runtime().name(), store = orch.store().kind(), fleet = %cfg.fleet, "control plane listening");
+        info!(%addr, runtime = services.fleet.runtime.name(), store = services.fleet.store.kind(), fleet = %cfg.fleet, "control plane listening");
         Ok(Self {
             addr,
-            orch,
+            services,
             shutdown,
             task,
         })
@@ -224,4 +217,30 @@ impl Server {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+}
+
+/// Syncs every bound workspace this process serves (graceful shutdown); returns how
+/// many were synced.
+async fn sync_on_shutdown(fleet: &Fleet) -> usize {
+    let Some(sync) = &fleet.sync else { return 0 };
+    let Ok(records) = fleet.store.records().await else {
+        return 0;
+    };
+    let ctx = RequestContext::system("shutdown");
+    let mut n = 0;
+    for rec in records.iter().filter(|r| r.state == WorkspaceState::Bound) {
+        let ours = match &fleet.egress {
+            Some(e) => e.serves(&rec.workspace_id).await,
+            None => true,
+        };
+        if ours
+            && matches!(
+                sync.sync(rec, SyncTrigger::Shutdown, &ctx).await,
+                Ok(Some(_))
+            )
+        {
+            n += 1;
+        }
+    }
+    n
 }

@@ -240,7 +240,8 @@ async fn reaper_destroys_idle_and_orphans_only() {
         cfg: cfg.clone(),
         store: store.clone(),
     };
-    let reaper = Reaper::new(plane.server.as_ref().unwrap().orch.clone());
+    let services = &plane.server.as_ref().unwrap().services;
+    let reaper = Reaper::new(services.lifecycle.clone(), services.membership.clone());
 
     let idle = workspace_id_of(
         &plane

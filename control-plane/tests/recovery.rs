@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use control_plane::{
     api::types::{SyncResult, WorkspaceInfo},
-    sync::{testing::MotoServer, SyncBackend},
+    sync::SyncBackend,
 };
 use futures::StreamExt;
 use support::*;
+use test_support::MotoServer;
 use wire::{Event, SseDecoder, WorkspaceSource};
 
 const BUCKET: &str = "workspace-recovery-test";

@@ -26,11 +26,12 @@ use control_plane::{
     runtime::Endpoint,
     store::ConversationKey,
     sync::{
-        testing::MotoServer, ConversationLayout, Limit, LocalDirStore, ObjectKey, ObjectStore,
-        S3Store, Sse, SyncConfig, SyncError, Syncer,
+        ConversationLayout, Limit, LocalDirStore, ObjectKey, ObjectStore, S3Store, Sse, SyncConfig,
+        SyncError, Syncer,
     },
 };
 use support::*;
+use test_support::MotoServer;
 use tokio_util::sync::CancellationToken;
 use wire::{ManifestEntry, ManifestKind};
 
@@ -485,35 +486,62 @@ async fn tampered_manifests_are_refused_and_write_nothing() {
     assert!(matches!(err, SyncError::CorruptManifest { .. }), "{err:?}");
 }
 
+/// The coordinator's debouncer: five file-changing tools in quick succession make one
+/// sync, which is recorded like every other sync (a `file_sync_from_container` audit
+/// line with its trigger, and the record's sync time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_syncs_are_debounced_into_one() {
+    use control_plane::{
+        metrics::Metrics,
+        store::{memory::MemoryStore, StateStore, WorkspaceRecord, WorkspaceState},
+        sync::coordinator::SyncCoordinator,
+        telemetry::Telemetry,
+    };
     let objects = tempfile::tempdir().unwrap();
     let syncer = Arc::new(local_syncer(objects.path(), |c| c.debounce_ms = 300));
-    let results = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = results.clone();
-    syncer.set_observer(move |k, r| {
-        seen.lock().unwrap().push((
-            k.conversation_id.clone(),
-            r.as_ref().map(|r| r.uploaded).ok(),
-        ));
-    });
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let (sink, mut audit) = audit::AuditSink::channel();
+    let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+    let coordinator = Arc::new(SyncCoordinator::new(
+        syncer,
+        store.clone(),
+        Telemetry::new(metrics, sink),
+    ));
     let a = LocalAgent::start().await;
     let k = key("deb");
+    let rec = WorkspaceRecord {
+        workspace_id: "ws-deb".into(),
+        tenant_id: Some(k.tenant_id.clone()),
+        conversation_id: Some(k.conversation_id.clone()),
+        endpoint: a.client.endpoint().clone(),
+        created_at_ms: 1,
+        last_active_ms: 1,
+        last_synced_ms: None,
+        source: wire::WorkspaceSource::Cold,
+        state: WorkspaceState::Bound,
+        created_by: "test".into(),
+        egress_socket: None,
+    };
+    store.put_record(&rec).await.unwrap();
     for i in 0..5 {
         std::fs::write(a.root.join(format!("f{i}")), "x").unwrap();
-        syncer.schedule(&k, &a.client);
+        coordinator.schedule(&rec);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(syncer.is_scheduled(&k));
-    for _ in 0..100 {
-        if !results.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(coordinator.is_scheduled(&k));
+    let line = tokio::time::timeout(Duration::from_secs(10), audit.recv())
+        .await
+        .expect("a sync within the debounce delay")
+        .unwrap();
+    let line = audit::AuditRecord::check_line(&line.to_json_line()).unwrap();
+    assert_eq!(line.event, "file_sync_from_container");
+    assert_eq!(line.detail["trigger"], "scheduled");
+    assert_eq!(line.detail["uploaded"], 5);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(*results.lock().unwrap(), vec![("deb".to_string(), Some(5))]);
-    assert!(!syncer.is_scheduled(&k));
+    assert!(audit.try_recv().is_err(), "exactly one sync");
+    assert!(!coordinator.is_scheduled(&k));
+    let stored = store.record("ws-deb").await.unwrap().unwrap();
+    assert!(stored.last_synced_ms.is_some(), "the sync time is recorded");
 }
 
 // ---------------------------------------------------------------------------------
@@ -552,7 +580,8 @@ async fn agent_of(plane: &Plane, conv: &str) -> AgentClient {
         .server
         .as_ref()
         .unwrap()
-        .orch
+        .services
+        .lifecycle
         .existing(&key(conv))
         .await
         .unwrap()
@@ -796,8 +825,12 @@ async fn docker_restore_into_a_fresh_workspace() {
         .server
         .as_ref()
         .unwrap()
-        .orch
-        .acquire(&k)
+        .services
+        .lifecycle
+        .acquire(
+            &k,
+            &control_plane::telemetry::RequestContext::system("test"),
+        )
         .await
         .unwrap();
     let agent = AgentClient::new(acquired.record.endpoint.clone());
@@ -850,8 +883,12 @@ async fn docker_tampered_manifest_is_refused() {
             .server
             .as_ref()
             .unwrap()
-            .orch
-            .acquire(&k)
+            .services
+            .lifecycle
+            .acquire(
+                &k,
+                &control_plane::telemetry::RequestContext::system("test"),
+            )
             .await
             .unwrap();
         let agent = AgentClient::new(acquired.record.endpoint.clone());

@@ -168,6 +168,7 @@ mod tests {
             Event::Workspace {
                 workspace_id: "ws-1".into(),
                 source: WorkspaceSource::Warm,
+                request_id: Some("req-1".into()),
             },
             Event::Stdout {
                 data: "line1\nline2\n\r\n".into(),

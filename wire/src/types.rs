@@ -140,6 +140,9 @@ pub enum Event {
     Workspace {
         workspace_id: String,
         source: WorkspaceSource,
+        /// The API request's id (`X-Request-Id`, given or minted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     /// A fragment of the assistant's text.
     TextDelta { text: String },

@@ -17,7 +17,10 @@ use super::{
     extract::{ApiJson, ApiPath},
     AppState,
 };
-use crate::{error::Error, orchestrator::Orchestrator};
+use crate::{
+    fleet::Fleet,
+    telemetry::{FleetEvent, RequestContext, Subject},
+};
 
 /// Answer of the egress routes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,7 +31,7 @@ pub struct EgressPolicy {
 }
 
 fn egress_of(st: &AppState) -> Result<&std::sync::Arc<crate::egress::Egress>, ApiError> {
-    st.orch.egress().ok_or_else(|| {
+    st.services.fleet.egress.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "egress_disabled",
@@ -81,21 +84,8 @@ async fn effective(
     conversation_id: &str,
 ) -> Result<EgressPolicy, ApiError> {
     let egress = egress_of(st)?;
-    let key = Orchestrator::key(tenant, conversation_id)?;
-    if let Some(json) = st
-        .orch
-        .store()
-        .conversation_policy(&key)
-        .await
-        .map_err(Error::from)?
-    {
-        let policy = serde_json::from_str(&json).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "corrupt_policy",
-                e.to_string(),
-            )
-        })?;
+    let key = Fleet::key(tenant, conversation_id)?;
+    if let Some(policy) = egress.conversation_policy(&key).await? {
         return Ok(EgressPolicy {
             source: "conversation".into(),
             policy,
@@ -108,13 +98,39 @@ async fn effective(
     })
 }
 
-/// Applies the stored policy to the conversation's current workspace, if any.
-async fn apply(st: &AppState, tenant: &str, conversation_id: &str) -> Result<(), ApiError> {
-    let key = Orchestrator::key(tenant, conversation_id)?;
-    if let Some(rec) = st.orch.existing(&key).await? {
-        egress_of(st)?.ensure(&rec).await?;
+/// Stores (or clears) the conversation's policy, applies it to its current workspace
+/// if any, and audits the change.
+async fn store_and_apply(
+    st: &AppState,
+    caller: &Caller,
+    conversation_id: &str,
+    policy: Option<&PolicyConfig>,
+) -> Result<(), ApiError> {
+    let egress = egress_of(st)?;
+    let key = Fleet::key(&caller.tenant, conversation_id)?;
+    egress.set_conversation_policy(&key, policy).await?;
+    let rec = st.services.lifecycle.existing(&key).await?;
+    if let Some(rec) = &rec {
+        egress.ensure(rec).await?;
     }
+    audit_change(st, &key, rec.as_ref(), &caller.ctx, policy.is_some());
     Ok(())
+}
+
+fn audit_change(
+    st: &AppState,
+    key: &crate::store::ConversationKey,
+    rec: Option<&crate::store::WorkspaceRecord>,
+    ctx: &RequestContext,
+    set: bool,
+) {
+    st.services.fleet.telemetry.emit(
+        &Subject::conversation(key, rec.map(|r| r.workspace_id.as_str())),
+        ctx,
+        FleetEvent::EgressPolicyChanged {
+            action: if set { "set" } else { "cleared" },
+        },
+    );
 }
 
 /// `GET /v1/conversations/{id}/egress`.
@@ -137,19 +153,12 @@ pub async fn put(
     ApiJson(policy): ApiJson<PolicyConfig>,
 ) -> Result<Json<EgressPolicy>, ApiError> {
     egress_of(&st)?;
-    let key = Orchestrator::key(&caller.tenant, &conversation_id)?;
+    Fleet::key(&caller.tenant, &conversation_id)?;
     check_tenant_policy(&policy, caller.admin)
         .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "policy_not_allowed", m))?;
     Policy::from_config(&policy)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
-    let json = serde_json::to_string(&policy)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
-    st.orch
-        .store()
-        .set_conversation_policy(&key, Some(&json))
-        .await
-        .map_err(Error::from)?;
-    apply(&st, &caller.tenant, &conversation_id).await?;
+    store_and_apply(&st, &caller, &conversation_id, Some(&policy)).await?;
     Ok(Json(
         effective(&st, &caller.tenant, &conversation_id).await?,
     ))
@@ -161,14 +170,7 @@ pub async fn delete(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
 ) -> Result<Json<EgressPolicy>, ApiError> {
-    egress_of(&st)?;
-    let key = Orchestrator::key(&caller.tenant, &conversation_id)?;
-    st.orch
-        .store()
-        .set_conversation_policy(&key, None)
-        .await
-        .map_err(Error::from)?;
-    apply(&st, &caller.tenant, &conversation_id).await?;
+    store_and_apply(&st, &caller, &conversation_id, None).await?;
     Ok(Json(
         effective(&st, &caller.tenant, &conversation_id).await?,
     ))

@@ -19,9 +19,9 @@ use super::{
 };
 use crate::{
     agent_client::{error_for_status, AgentClient},
-    audit::{self, AuditEvent},
-    orchestrator::Orchestrator,
-    store::ConversationKey,
+    fleet::Fleet,
+    store::{ConversationKey, WorkspaceRecord},
+    telemetry::{FleetEvent, RequestContext, Subject},
 };
 
 #[derive(Debug, serde::Deserialize)]
@@ -54,7 +54,15 @@ fn agent_uri(route: &str, q: &PathQuery, require_path: bool) -> Result<String, A
 }
 
 fn key(tenant: &str, conversation_id: &str) -> Result<ConversationKey, ApiError> {
-    Ok(Orchestrator::key(tenant, conversation_id)?)
+    Ok(Fleet::key(tenant, conversation_id)?)
+}
+
+/// Audits a file operation on a workspace.
+fn audit(st: &AppState, rec: &WorkspaceRecord, ctx: &RequestContext, event: FleetEvent) {
+    st.services
+        .fleet
+        .telemetry
+        .emit(&Subject::record(rec), ctx, event);
 }
 
 /// Relays an agent response (status, content type, streaming body).
@@ -78,25 +86,32 @@ async fn relay(
     Ok(out)
 }
 
-/// A `GET` of an agent file route in the conversation's existing workspace.
+/// A `GET` of an agent file route in the conversation's existing workspace; a read
+/// of a file is audited (lists are not: they reveal names only).
 async fn relay_get(
     st: &AppState,
     tenant: &str,
     conversation_id: &str,
     route: &str,
     q: &PathQuery,
-    require_path: bool,
+    ctx: &RequestContext,
 ) -> Result<Response, ApiError> {
     let key = key(tenant, conversation_id)?;
-    let uri = agent_uri(route, q, require_path)?;
-    let (_, client) = st.orch.client_for_existing(&key).await?;
-    relay(&client, Method::GET, &uri, None, Body::empty()).await
+    let read = route == wire::routes::FILES;
+    let uri = agent_uri(route, q, read)?;
+    let (rec, client) = st.services.lifecycle.client_for_existing(&key).await?;
+    let resp = relay(&client, Method::GET, &uri, None, Body::empty()).await?;
+    if read {
+        let path = q.path.clone().unwrap_or_default();
+        audit(st, &rec, ctx, FleetEvent::FileRead { path });
+    }
+    Ok(resp)
 }
 
 /// `GET /v1/conversations/{id}/files?path=`: the file's bytes.
 pub async fn read(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PathQuery>,
 ) -> Result<Response, ApiError> {
@@ -106,7 +121,7 @@ pub async fn read(
         &conversation_id,
         wire::routes::FILES,
         &q,
-        true,
+        &ctx,
     )
     .await
 }
@@ -114,7 +129,7 @@ pub async fn read(
 /// `GET /v1/conversations/{id}/files/list?path=&recursive=`.
 pub async fn list(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PathQuery>,
 ) -> Result<Response, ApiError> {
@@ -124,7 +139,7 @@ pub async fn list(
         &conversation_id,
         wire::routes::FILES_LIST,
         &q,
-        false,
+        &ctx,
     )
     .await
 }
@@ -132,7 +147,7 @@ pub async fn list(
 /// `PUT /v1/conversations/{id}/files?path=`: writes the body atomically.
 pub async fn write(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PathQuery>,
     req: Request,
@@ -140,7 +155,8 @@ pub async fn write(
     let key = key(&tenant, &conversation_id)?;
     let uri = agent_uri(wire::routes::FILES, &q, true)?;
     let bytes = read_body(&st, req).await?;
-    let (rec, client) = st.orch.client_for(&key).await?;
+    let size = bytes.len() as u64;
+    let (rec, client) = st.services.lifecycle.client_for(&key, &ctx).await?;
     let resp = relay(
         &client,
         Method::PUT,
@@ -149,12 +165,12 @@ pub async fn write(
         Body::from(bytes),
     )
     .await?;
-    audit::record(
-        AuditEvent::FileWritten,
-        &key.tenant_id,
-        &key.conversation_id,
-        &rec.workspace_id,
-        q.path.as_deref().unwrap_or(""),
+    let path = q.path.clone().unwrap_or_default();
+    audit(
+        &st,
+        &rec,
+        &ctx,
+        FleetEvent::FileWritten { path, bytes: size },
     );
     Ok(resp)
 }
@@ -162,28 +178,23 @@ pub async fn write(
 /// `DELETE /v1/conversations/{id}/files?path=`.
 pub async fn delete(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PathQuery>,
 ) -> Result<Response, ApiError> {
     let key = key(&tenant, &conversation_id)?;
     let uri = agent_uri(wire::routes::FILES, &q, true)?;
-    let (rec, client) = st.orch.client_for_existing(&key).await?;
+    let (rec, client) = st.services.lifecycle.client_for_existing(&key).await?;
     let resp = relay(&client, Method::DELETE, &uri, None, Body::empty()).await?;
-    audit::record(
-        AuditEvent::FileDeleted,
-        &key.tenant_id,
-        &key.conversation_id,
-        &rec.workspace_id,
-        q.path.as_deref().unwrap_or(""),
-    );
+    let path = q.path.clone().unwrap_or_default();
+    audit(&st, &rec, &ctx, FleetEvent::FileDeleted { path });
     Ok(resp)
 }
 
 /// Reads a request body of at most `max_body_bytes`, buffered so an oversized body is
 /// a clean 413 (never a torn write).
 async fn read_body(st: &AppState, req: Request) -> Result<bytes::Bytes, ApiError> {
-    let limit = st.orch.config().max_body_bytes;
+    let limit = st.services.fleet.cfg.max_body_bytes;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -217,46 +228,65 @@ async fn read_body(st: &AppState, req: Request) -> Result<bytes::Bytes, ApiError
 /// `GET /v1/conversations/{id}/archive`: a tar of the whole workspace.
 pub async fn export_archive(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let key = key(&tenant, &conversation_id)?;
-    let (_, client) = st.orch.client_for_existing(&key).await?;
-    relay(
+    let (rec, client) = st.services.lifecycle.client_for_existing(&key).await?;
+    let resp = relay(
         &client,
         Method::GET,
         wire::routes::ARCHIVE,
         None,
         Body::empty(),
     )
-    .await
+    .await?;
+    audit(&st, &rec, &ctx, FleetEvent::ArchiveExported);
+    Ok(resp)
 }
 
 /// `PUT /v1/conversations/{id}/archive`: extracts a tar into the workspace (created on
 /// first use). An archive with any entry escaping the root is refused whole (400).
 pub async fn import_archive(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let key = key(&tenant, &conversation_id)?;
     let bytes = read_body(&st, req).await?;
-    let (rec, client) = st.orch.client_for(&key).await?;
-    let resp = relay(
-        &client,
-        Method::PUT,
-        wire::routes::ARCHIVE,
-        Some("application/x-tar"),
-        Body::from(bytes),
-    )
-    .await?;
-    audit::record(
-        AuditEvent::FileWritten,
-        &key.tenant_id,
-        &key.conversation_id,
-        &rec.workspace_id,
-        "archive import",
+    let (rec, client) = st.services.lifecycle.client_for(&key, &ctx).await?;
+    let resp = client
+        .forward(
+            Method::PUT,
+            wire::routes::ARCHIVE,
+            Some("application/x-tar"),
+            Body::from(bytes),
+        )
+        .await?;
+    let resp = error_for_status(resp).await?;
+    // The agent's answer is small JSON (`ImportResult`): read it, bounded (the agent
+    // is sandbox-controlled), for the audit line.
+    let body = Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| ApiError::from(crate::agent_client::AgentError::Http(e.to_string())))?
+        .to_bytes();
+    let result: wire::ImportResult = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::from(crate::agent_client::AgentError::Protocol(e.to_string())))?;
+    audit(
+        &st,
+        &rec,
+        &ctx,
+        FleetEvent::ArchiveImported {
+            entries: result.entries,
+            bytes: result.bytes,
+        },
     );
-    Ok(resp)
+    let mut out = Response::new(Body::from(body));
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! outside it, JSON errors everywhere (unknown routes and methods included).
 
 pub mod auth;
+pub mod context;
 pub mod egress;
 pub mod error;
 pub mod extract;
@@ -27,14 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::TokenConfig,
     metrics::{self, RouteLabels},
-    orchestrator::Orchestrator,
+    services::Services,
 };
 use error::ApiError;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
-    pub orch: Arc<Orchestrator>,
+    pub services: Services,
     pub registry: Arc<Registry>,
     pub tokens: Arc<Vec<TokenConfig>>,
     /// Cancelled when running streams must end (shutdown grace elapsed).
@@ -46,8 +47,9 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route(
             "/conversations/{conversation_id}/execute",
-            post(workspaces::execute)
-                .layer(DefaultBodyLimit::max(state.orch.config().max_json_bytes)),
+            post(workspaces::execute).layer(DefaultBodyLimit::max(
+                state.services.fleet.cfg.max_json_bytes,
+            )),
         )
         .route(
             "/conversations/{conversation_id}/files",
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
             count_responses,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(middleware::from_fn(context::assign_request_id))
         .with_state(state)
 }
 
@@ -113,19 +116,20 @@ async fn live() -> impl IntoResponse {
 
 /// Ready when the runtime and the state store both answer.
 async fn ready(State(st): State<AppState>) -> Response {
-    let runtime = st.orch.runtime().ping().await;
-    let store = st.orch.store().ping().await;
-    let sync = match st.orch.syncer() {
-        Some(s) => s.probe().await.map_err(|e| e.to_string()),
+    let fleet = &st.services.fleet;
+    let runtime = fleet.runtime.ping().await;
+    let store = fleet.store.ping().await;
+    let sync = match &fleet.sync {
+        Some(s) => s.syncer().probe().await.map_err(|e| e.to_string()),
         None => Ok(()),
     };
     let body = serde_json::json!({
         "status": if runtime.is_ok() && store.is_ok() && sync.is_ok() { "ok" } else { "unavailable" },
-        "runtime": { "name": st.orch.runtime().name(), "ok": runtime.is_ok(),
+        "runtime": { "name": fleet.runtime.name(), "ok": runtime.is_ok(),
                      "error": runtime.err().map(|e| e.to_string()) },
-        "store": { "name": st.orch.store().kind(), "ok": store.is_ok(),
+        "store": { "name": fleet.store.kind(), "ok": store.is_ok(),
                    "error": store.err().map(|e| e.to_string()) },
-        "sync": { "enabled": st.orch.syncer().is_some(), "ok": sync.is_ok(), "error": sync.err() },
+        "sync": { "enabled": fleet.sync.is_some(), "ok": sync.is_ok(), "error": sync.err() },
     });
     let ok = body["status"] == "ok";
     let status = if ok {
@@ -137,6 +141,7 @@ async fn ready(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
+    st.services.fleet.refresh_gauges().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -155,7 +160,9 @@ async fn count_responses(State(st): State<AppState>, req: Request, next: Next) -
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let resp = next.run(req).await;
-    st.orch
+    st.services
+        .fleet
+        .telemetry
         .metrics()
         .http_responses
         .get_or_create(&RouteLabels {

@@ -4,44 +4,18 @@
 use axum::{extract::State, http::StatusCode, Json};
 
 use super::{auth::Admin, error::ApiError, extract::ApiJson, types::PoolStatus, AppState};
-use crate::store::{PoolSizing, WorkspaceState};
+use crate::store::PoolSizing;
 
-async fn status(st: &AppState) -> Result<PoolStatus, ApiError> {
-    let orch = &st.orch;
-    let sizing = orch.pool_sizing().await;
-    let store = orch.store();
-    let members = store
-        .pool_members()
-        .await
-        .map_err(crate::error::Error::from)?;
-    let starting = store
-        .records()
-        .await
-        .map_err(crate::error::Error::from)?
-        .iter()
-        .filter(|r| r.state == WorkspaceState::Starting && r.tenant_id.is_none())
-        .count();
-    Ok(PoolStatus {
-        min: sizing.min,
-        max: sizing.max,
-        size: members.len(),
-        starting,
-        max_workspaces: orch.config().max_workspaces,
-    })
-}
-
-/// `GET /v1/pool`.
 pub async fn get(State(st): State<AppState>, _admin: Admin) -> Result<Json<PoolStatus>, ApiError> {
-    Ok(Json(status(&st).await?))
+    Ok(Json(st.services.pool.status().await?))
 }
 
-/// `PUT /v1/pool` with `{"min": n, "max": m}`.
 pub async fn put(
     State(st): State<AppState>,
-    _admin: Admin,
+    Admin(_, ctx): Admin,
     ApiJson(sizing): ApiJson<PoolSizing>,
 ) -> Result<Json<PoolStatus>, ApiError> {
-    let cap = st.orch.config().max_workspaces;
+    let cap = st.services.fleet.cfg.max_workspaces;
     if sizing.min > sizing.max {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -56,11 +30,6 @@ pub async fn put(
             format!("max must not exceed the workspace cap ({cap})"),
         ));
     }
-    st.orch
-        .store()
-        .set_pool_sizing(sizing)
-        .await
-        .map_err(crate::error::Error::from)?;
-    st.orch.pool_notify().notify_one();
-    Ok(Json(status(&st).await?))
+    st.services.pool.resize(sizing, &ctx).await?;
+    Ok(Json(st.services.pool.status().await?))
 }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use wire::{Event, SSE_KEEPALIVE};
 
-use crate::orchestrator::ExecutionStream;
+use crate::execution::ExecutionStream;
 
 /// The SSE response of an execution.
 pub fn sse_response(

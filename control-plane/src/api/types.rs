@@ -46,18 +46,7 @@ pub struct Deleted {
     pub deleted: bool,
 }
 
-/// Answer of `GET/PUT /v1/pool`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolStatus {
-    pub min: usize,
-    pub max: usize,
-    /// Healthy members ready now.
-    pub size: usize,
-    /// Members being started.
-    pub starting: usize,
-    /// The fleet-wide workspace cap.
-    pub max_workspaces: usize,
-}
+pub use crate::pool::PoolStatus;
 
 /// Answer of `POST /v1/conversations/{id}/sync`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,8 +54,24 @@ pub async fn suite(store: Arc<dyn StateStore>) {
     assert_eq!(r.last_active_ms, 50);
     assert_eq!(r.tenant_id.as_deref(), Some("t"));
     assert_eq!(store.records().await.unwrap().len(), 1);
+    // Sync times only move forward, independently of activity.
+    store.mark_synced("w1", 40).await.unwrap();
+    store.mark_synced("w1", 20).await.unwrap();
+    let r = store.record("w1").await.unwrap().unwrap();
+    assert_eq!((r.last_active_ms, r.last_synced_ms), (50, Some(40)));
+    // A writer holding an older copy rolls neither back.
+    store.put_record(&rec("w1", Some("t"))).await.unwrap();
+    let r = store.record("w1").await.unwrap().unwrap();
+    assert_eq!((r.last_active_ms, r.last_synced_ms), (50, Some(40)));
     store.delete_record("w1").await.unwrap();
     assert!(store.record("w1").await.unwrap().is_none());
+    store.mark_synced("w1", 60).await.unwrap();
+    assert!(
+        store.record("w1").await.unwrap().is_none(),
+        "no record revived"
+    );
+
+    race_touch_against_mark_synced(&store).await;
 
     // Reserve respects the cap and is idempotent per id.
     assert!(store.reserve(&rec("a", None), 2).await.unwrap());
@@ -137,4 +153,43 @@ pub async fn suite(store: Arc<dyn StateStore>) {
     assert!(store.try_lock("l", "b", 30).await.unwrap());
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert!(store.try_lock("l", "a", 60_000).await.unwrap());
+}
+
+/// Activity marks and sync marks written concurrently (as an execution's heartbeat
+/// and a finishing sync do) plus a stale full-record write: the record ends with the
+/// greatest of each, none lost.
+async fn race_touch_against_mark_synced(store: &Arc<dyn StateStore>) {
+    store.put_record(&rec("race", Some("t"))).await.unwrap();
+    let stale = store.record("race").await.unwrap().unwrap();
+    let toucher = {
+        let s = store.clone();
+        tokio::spawn(async move {
+            for t in 2..=200 {
+                s.touch("race", t).await.unwrap();
+            }
+        })
+    };
+    let syncer = {
+        let s = store.clone();
+        tokio::spawn(async move {
+            for t in 2..=200 {
+                s.mark_synced("race", 1000 + t).await.unwrap();
+            }
+        })
+    };
+    let writer = {
+        let s = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                s.put_record(&stale).await.unwrap();
+            }
+        })
+    };
+    for t in [toucher, syncer, writer] {
+        t.await.unwrap();
+    }
+    let r = store.record("race").await.unwrap().unwrap();
+    assert_eq!(r.last_active_ms, 200, "an activity mark was lost");
+    assert_eq!(r.last_synced_ms, Some(1200), "a sync mark was lost");
+    store.delete_record("race").await.unwrap();
 }

@@ -93,8 +93,13 @@ impl StateStore for MemoryStore {
 
     async fn put_record(&self, record: &WorkspaceRecord) -> Result<(), StoreError> {
         self.with(|i| {
-            i.records
-                .insert(record.workspace_id.clone(), record.clone());
+            let mut new = record.clone();
+            // Activity and sync times only move forward, whatever the writer read.
+            if let Some(old) = i.records.get(&record.workspace_id) {
+                new.last_active_ms = new.last_active_ms.max(old.last_active_ms);
+                new.last_synced_ms = new.last_synced_ms.max(old.last_synced_ms);
+            }
+            i.records.insert(record.workspace_id.clone(), new);
         })
     }
 
@@ -120,6 +125,14 @@ impl StateStore for MemoryStore {
         self.with(|i| {
             if let Some(r) = i.records.get_mut(workspace_id) {
                 r.last_active_ms = r.last_active_ms.max(now_ms);
+            }
+        })
+    }
+
+    async fn mark_synced(&self, workspace_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.with(|i| {
+            if let Some(r) = i.records.get_mut(workspace_id) {
+                r.last_synced_ms = Some(r.last_synced_ms.map_or(at_ms, |p| p.max(at_ms)));
             }
         })
     }

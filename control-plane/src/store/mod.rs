@@ -11,8 +11,6 @@ pub(crate) mod conformance;
 pub mod lease;
 pub mod memory;
 pub mod redis;
-#[doc(hidden)]
-pub mod testing;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -134,8 +132,14 @@ pub trait StateStore: Send + Sync + 'static {
     async fn delete_record(&self, workspace_id: &str) -> Result<(), StoreError>;
     async fn records(&self) -> Result<Vec<WorkspaceRecord>, StoreError>;
 
-    /// Marks activity on a workspace (any API call).
+    /// Marks activity on a workspace (any API call). Monotonic: never moves back.
     async fn touch(&self, workspace_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Records that the workspace's files were synced at `at_ms`. Monotonic and
+    /// independent of [`StateStore::touch`]: neither can roll the other back, and a
+    /// [`StateStore::put_record`] never moves either back. A no-op for a record that
+    /// no longer exists.
+    async fn mark_synced(&self, workspace_id: &str, at_ms: i64) -> Result<(), StoreError>;
 
     /// Inserts `record` only if fewer than `cap` records exist; atomic, so a fleet-wide
     /// workspace cap holds across replicas (records of starting workspaces count).

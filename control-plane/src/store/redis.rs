@@ -58,6 +58,27 @@ if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) en
 return 1
 "#;
 
+/// Records a sync time, monotonic, only for an existing record.
+const MARK_SYNCED: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return 1
+"#;
+
+/// Writes a record; activity and sync times are kept in their own hashes and only move
+/// forward, so a writer holding an older copy cannot roll them back.
+const PUT_RECORD: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local a = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[3]) > a then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+if ARGV[4] ~= '' then
+  local s = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+  if tonumber(ARGV[4]) > s then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+end
+return 1
+"#;
+
 const PUSH_UNIQUE: &str = r#"
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 return redis.call('RPUSH', KEYS[1], ARGV[1])
@@ -115,6 +136,7 @@ impl RedisStore {
         id: &str,
         json: &str,
         active: Option<i64>,
+        synced: Option<i64>,
     ) -> Result<WorkspaceRecord, StoreError> {
         let mut rec: WorkspaceRecord =
             serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
@@ -123,6 +145,9 @@ impl RedisStore {
             })?;
         if let Some(a) = active {
             rec.last_active_ms = rec.last_active_ms.max(a);
+        }
+        if synced.is_some() {
+            rec.last_synced_ms = rec.last_synced_ms.max(synced);
         }
         Ok(rec)
     }
@@ -223,30 +248,35 @@ impl StateStore for RedisStore {
     async fn put_record(&self, record: &WorkspaceRecord) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let json = Self::encode(record)?;
-        redis::pipe()
-            .atomic()
-            .hset(self.key("records"), &record.workspace_id, json)
-            .ignore()
-            .hset(
-                self.key("active"),
-                &record.workspace_id,
-                record.last_active_ms,
+        Script::new(PUT_RECORD)
+            .key(self.key("records"))
+            .key(self.key("active"))
+            .key(self.key("synced"))
+            .arg(&record.workspace_id)
+            .arg(json)
+            .arg(record.last_active_ms)
+            .arg(
+                record
+                    .last_synced_ms
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
             )
-            .ignore()
-            .query_async::<()>(&mut c)
+            .invoke_async::<i64>(&mut c)
             .await
+            .map(|_| ())
             .map_err(unavailable)
     }
 
     async fn record(&self, workspace_id: &str) -> Result<Option<WorkspaceRecord>, StoreError> {
         let mut c = self.conn.clone();
-        let (json, active): (Option<String>, Option<i64>) = redis::pipe()
+        let (json, active, synced): (Option<String>, Option<i64>, Option<i64>) = redis::pipe()
             .hget(self.key("records"), workspace_id)
             .hget(self.key("active"), workspace_id)
+            .hget(self.key("synced"), workspace_id)
             .query_async(&mut c)
             .await
             .map_err(unavailable)?;
-        json.map(|j| self.decode(workspace_id, &j, active))
+        json.map(|j| self.decode(workspace_id, &j, active, synced))
             .transpose()
     }
 
@@ -258,6 +288,8 @@ impl StateStore for RedisStore {
             .ignore()
             .hdel(self.key("active"), workspace_id)
             .ignore()
+            .hdel(self.key("synced"), workspace_id)
+            .ignore()
             .query_async::<()>(&mut c)
             .await
             .map_err(unavailable)
@@ -265,18 +297,19 @@ impl StateStore for RedisStore {
 
     async fn records(&self) -> Result<Vec<WorkspaceRecord>, StoreError> {
         let mut c = self.conn.clone();
-        let (recs, active): (
-            Vec<(String, String)>,
-            std::collections::HashMap<String, i64>,
-        ) = redis::pipe()
+        type Times = std::collections::HashMap<String, i64>;
+        let (recs, active, synced): (Vec<(String, String)>, Times, Times) = redis::pipe()
             .hgetall(self.key("records"))
             .hgetall(self.key("active"))
+            .hgetall(self.key("synced"))
             .query_async(&mut c)
             .await
             .map_err(unavailable)?;
         let mut out = recs
             .iter()
-            .map(|(id, json)| self.decode(id, json, active.get(id).copied()))
+            .map(|(id, json)| {
+                self.decode(id, json, active.get(id).copied(), synced.get(id).copied())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
         Ok(out)
@@ -288,6 +321,19 @@ impl StateStore for RedisStore {
             .key(self.key("active"))
             .arg(workspace_id)
             .arg(now_ms)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn mark_synced(&self, workspace_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        Script::new(MARK_SYNCED)
+            .key(self.key("records"))
+            .key(self.key("synced"))
+            .arg(workspace_id)
+            .arg(at_ms)
             .invoke_async::<i64>(&mut c)
             .await
             .map(|_| ())
@@ -433,7 +479,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::RedisStore;
-    use crate::store::{conformance, testing::RedisServer, StateStore};
+    use crate::store::{conformance, StateStore};
+    use test_support::RedisServer;
 
     #[tokio::test]
     async fn passes_the_store_suite_on_a_real_redis() {

@@ -7,13 +7,14 @@
 //!   default) and [`s3`] (`aws-sdk-s3`) implement it;
 //! - [`manifest`]: the stored manifest, manifest checks and the diff;
 //! - [`transfer`]: spooling exports and building restore tars;
-//! - [`syncer`]: [`Syncer`], incremental sync and restore;
+//! - [`syncer`]: [`Syncer`], incremental sync and restore (how);
+//! - [`coordinator`]: [`coordinator::SyncCoordinator`], when to sync and what each result records;
 //! - [`error`]: the [`SyncError`] type;
-//! - [`testing`]: a `moto_server` for tests and benchmarks.
 //!
 //! See `docs/sync.md`.
 
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod key;
 pub mod local;
@@ -21,8 +22,6 @@ pub mod manifest;
 pub mod object_store;
 pub mod s3;
 pub mod syncer;
-#[doc(hidden)]
-pub mod testing;
 pub mod transfer;
 
 pub use config::{SseMode, SyncBackend, SyncConfig, SyncConfigError};

@@ -410,8 +410,8 @@ fn copy_source(bucket: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::testing::MotoServer;
     use futures::StreamExt;
+    use test_support::MotoServer;
 
     fn k(s: &str) -> ObjectKey {
         ObjectKey::new(s).unwrap()

@@ -116,14 +116,6 @@ struct KeyState {
     endpoint: Option<String>,
 }
 
-type Observer = Arc<dyn Fn(&ConversationKey, &Result<SyncReport, SyncError>) + Send + Sync>;
-
-/// A scheduled (debounced) sync.
-struct Pending {
-    deadline: tokio::time::Instant,
-    agent: AgentClient,
-}
-
 /// Syncs workspaces to an object store and restores them.
 pub struct Syncer {
     store: Arc<dyn ObjectStore>,
@@ -131,8 +123,6 @@ pub struct Syncer {
     spool_dir: PathBuf,
     states: Mutex<HashMap<ConversationKey, Arc<tokio::sync::Mutex<KeyState>>>>,
     last_synced: Mutex<HashMap<ConversationKey, OffsetDateTime>>,
-    pending: Arc<Mutex<HashMap<ConversationKey, Pending>>>,
-    observer: Mutex<Option<Observer>>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -167,8 +157,6 @@ impl Syncer {
             cfg: cfg.clone(),
             states: Mutex::new(HashMap::new()),
             last_synced: Mutex::new(HashMap::new()),
-            pending: Arc::new(Mutex::new(HashMap::new())),
-            observer: Mutex::new(None),
         })
     }
 
@@ -224,7 +212,6 @@ impl Syncer {
     pub fn forget(&self, key: &ConversationKey) {
         lock(&self.states).remove(key);
         lock(&self.last_synced).remove(key);
-        lock(&self.pending).remove(key);
     }
 
     /// Checks that the store is reachable and writable (for readiness): writes and
@@ -847,70 +834,6 @@ impl Syncer {
             }
         };
         Ok(Fetched::Item(item, Outcome::NotFile))
-    }
-
-    /// Sets a callback told about every scheduled sync's result (metrics, records).
-    pub fn set_observer(
-        &self,
-        f: impl Fn(&ConversationKey, &Result<SyncReport, SyncError>) + Send + Sync + 'static,
-    ) {
-        *lock(&self.observer) = Some(Arc::new(f));
-    }
-
-    /// Schedules a sync `debounce_ms` from now; requests arriving before it runs push it
-    /// back and are coalesced into one (the last `agent` wins). The result goes to the
-    /// observer ([`Syncer::set_observer`]) and the log.
-    pub fn schedule(self: &Arc<Self>, key: &ConversationKey, agent: &AgentClient) {
-        let deadline = tokio::time::Instant::now() + self.cfg.debounce();
-        {
-            let mut pending = lock(&self.pending);
-            if let Some(p) = pending.get_mut(key) {
-                p.deadline = deadline;
-                p.agent = agent.clone();
-                return;
-            }
-            pending.insert(
-                key.clone(),
-                Pending {
-                    deadline,
-                    agent: agent.clone(),
-                },
-            );
-        }
-        let this = self.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            let agent = loop {
-                let deadline = match lock(&this.pending).get(&key) {
-                    Some(p) => p.deadline,
-                    None => return, // forgotten meanwhile
-                };
-                tokio::time::sleep_until(deadline).await;
-                let mut pending = lock(&this.pending);
-                match pending.get(&key) {
-                    Some(p) if p.deadline <= tokio::time::Instant::now() => {
-                        break pending.remove(&key).map(|p| p.agent);
-                    }
-                    Some(_) => continue,
-                    None => return,
-                }
-            };
-            let Some(agent) = agent else { return };
-            let result = this.sync(&key, &agent).await;
-            if let Err(e) = &result {
-                tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-                    error = %e, "scheduled sync failed");
-            }
-            let observer = lock(&this.observer).clone();
-            if let Some(f) = observer {
-                f(&key, &result);
-            }
-        });
-    }
-
-    /// Whether a scheduled sync is waiting for its debounce delay.
-    pub fn is_scheduled(&self, key: &ConversationKey) -> bool {
-        lock(&self.pending).contains_key(key)
     }
 }
 

@@ -136,7 +136,7 @@ impl Plane {
     }
 
     pub fn runtime(&self) -> Arc<dyn Runtime> {
-        self.server.as_ref().unwrap().orch.runtime().clone()
+        self.server.as_ref().unwrap().services.fleet.runtime.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -355,4 +355,4 @@ pub fn init_logs() {
 
 /// A `redis-server` on a free loopback port for one test, killed on drop.
 #[allow(unused_imports)] // not every test file uses it
-pub use control_plane::store::testing::RedisServer as TestRedis;
+pub use test_support::RedisServer as TestRedis;

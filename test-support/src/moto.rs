@@ -1,6 +1,5 @@
-//! Test support (also used by `tests/sync.rs` and `examples/bench_sync.rs`): a real
-//! `moto_server` on a free loopback port with an S3 client for it. Not used by the
-//! service itself.
+//! A real `moto_server` on a free loopback port with an S3 client for it (sync tests,
+//! recovery tests, the sync benchmark).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

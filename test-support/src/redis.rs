@@ -1,5 +1,5 @@
-//! Test support (used by the store's unit tests and the integration tests): a real
-//! `redis-server` on a free loopback port. Not used by the service itself.
+//! A real `redis-server` on a free loopback port (the store's conformance suite, the
+//! replica tests).
 
 use std::{process::Child, time::Duration};
 
