@@ -339,7 +339,9 @@ async fn upstream_connections_are_pooled_and_metrics_exported() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     for needle in [
-        "workspace_proxy_request_duration_seconds_count{mode=\"forward\",decision=\"allowed\"} 5",
+        "workspace_proxy_request_duration_seconds_count{mode=\"forward\"} 5",
+        "workspace_proxy_exchange_duration_seconds_count{mode=\"forward\",decision=\"allowed\"} 5",
+        "workspace_proxy_exchange_duration_seconds_count{mode=\"forward\",decision=\"blocked\"} 1",
         "workspace_proxy_blocked_total{reason=\"host_not_allowed\"} 1",
         "workspace_proxy_dns_duration_seconds_count",
         "workspace_proxy_connect_duration_seconds_count{tls=\"false\"} 1",
