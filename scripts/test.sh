@@ -28,6 +28,9 @@ stage_static() {
   cargo clippy --workspace --all-targets --quiet -- -D warnings || rc=1
   mapfile -t scripts < <(git ls-files '*.sh' .ci/run; git ls-files --others --exclude-standard '*.sh')
   shellcheck "${scripts[@]}" || rc=1
+  # Dependency policy (deny.toml). Not `advisories`: it fetches the RustSec database
+  # from GitHub, which these machines cannot reach; run it where they can.
+  cargo deny check --hide-inclusion-graph licenses bans sources || rc=1
   python3 deployment/seccomp/derive.py --check || rc=1
   promtool check config monitoring/prometheus/prometheus.yml || rc=1
   promtool test rules monitoring/prometheus/alerts/workspace-alerts.test.yml || rc=1

@@ -48,6 +48,10 @@ pub struct AuditRecord {
     pub dns_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub connect_ms: Option<f64>,
+    /// The proxy's own overhead (arrival to request handed upstream / tunnel
+    /// established); absent when no upstream was reached.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub overhead_ms: Option<f64>,
     pub total_ms: f64,
     /// False when the client or upstream went away before the exchange finished.
     pub complete: bool,
@@ -78,6 +82,7 @@ impl AuditRecord {
                 "bytes_in": self.bytes_in,
                 "dns_ms": self.dns_ms,
                 "connect_ms": self.connect_ms,
+                "overhead_ms": self.overhead_ms,
                 "total_ms": self.total_ms,
                 "complete": self.complete,
             }),

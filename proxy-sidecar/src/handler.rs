@@ -22,7 +22,7 @@ use crate::audit::AuditRecord;
 use crate::body::{full, Metered, OnComplete, ProxyBody, UpstreamBody};
 use crate::headers::{head_size, strip_hop_by_hop};
 use crate::host::{parse_authority, Authority, Host, HostError};
-use crate::metrics::{ModeDecision, ReasonLabel};
+use crate::metrics::{ModeDecision, ModeLabel, ReasonLabel};
 use crate::policy::{ForwardRoute, Verdict};
 use crate::proxy::{Listener, Shared};
 use crate::reason::Reason;
@@ -58,6 +58,8 @@ struct Exchange {
     resolved: Option<SocketAddr>,
     dns: Option<Duration>,
     connect: Option<Duration>,
+    /// The proxy's own overhead: arrival to upstream reached (see [`Exchange::reached`]).
+    overhead: Option<Duration>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -78,7 +80,22 @@ impl Exchange {
             resolved: None,
             dns: None,
             connect: None,
+            overhead: None,
         }
+    }
+
+    /// The request was handed to a ready upstream connection, or the tunnel's
+    /// upstream connection is established, at `at`: everything since arrival was the
+    /// proxy's own overhead. Observed at once (not when a long stream ends), and only
+    /// here: a request refused before any upstream was reached has no overhead.
+    fn reached(&mut self, at: Instant) {
+        let overhead = at.saturating_duration_since(self.start);
+        self.overhead = Some(overhead);
+        self.shared
+            .metrics
+            .request_duration
+            .get_or_create(&ModeLabel { mode: self.mode })
+            .observe(overhead.as_secs_f64());
     }
 
     fn target(&mut self, a: &Authority) {
@@ -101,7 +118,7 @@ impl Exchange {
             Some(_) => "error",
         };
         let m = &self.shared.metrics;
-        m.request_duration
+        m.exchange_duration
             .get_or_create(&ModeDecision {
                 mode: self.mode,
                 decision,
@@ -152,6 +169,7 @@ impl Exchange {
             bytes_in,
             dns_ms: self.dns.map(ms),
             connect_ms: self.connect.map(ms),
+            overhead_ms: self.overhead.map(ms),
             total_ms: ms(total),
             complete,
         });
@@ -441,6 +459,7 @@ async fn connect(mut ex: Exchange, mut req: Request<Incoming>, slot: Slot) -> Re
         }
     };
     ex.connect = Some(elapsed);
+    ex.reached(Instant::now());
     ex.shared
         .metrics
         .connect_duration
@@ -683,24 +702,27 @@ async fn exchange(
 ) -> Response<ProxyBody> {
     let timeout = ex.shared.config.timeouts.upstream_response();
     let shared = ex.shared.clone();
-    let (resp, info, conn): (Response<Incoming>, ConnInfo, PoolReturn) =
-        match shared.upstream.send(target, req, timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(error = %e, host = %target.host, "upstream exchange failed");
-                return ex.refuse(Refusal {
-                    reason: e.reason(),
-                    subject: Some(
-                        Authority {
-                            host: target.host.clone(),
-                            port: target.addr.port(),
-                        }
-                        .to_string(),
-                    ),
-                });
-            }
-        };
+    let (info, sent): (ConnInfo, _) = shared.upstream.send(target, req, timeout).await;
     ex.connect = info.connect;
+    if let Some(at) = info.handed_over {
+        ex.reached(at);
+    }
+    let (resp, conn): (Response<Incoming>, PoolReturn) = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, host = %target.host, "upstream exchange failed");
+            return ex.refuse(Refusal {
+                reason: e.reason(),
+                subject: Some(
+                    Authority {
+                        host: target.host.clone(),
+                        port: target.addr.port(),
+                    }
+                    .to_string(),
+                ),
+            });
+        }
+    };
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let status = parts.status;

@@ -1,8 +1,21 @@
 //! Prometheus metrics, all prefixed `workspace_proxy_`.
 //!
+//! Two latencies, never mixed: `request_duration` is the proxy's own overhead (the
+//! SLO of ProxyLatencyHigh, the seeds' "proxy request processing time"), from the
+//! request head received to the request handed to a ready upstream connection
+//! (forward, inject, gateway) or to the tunnel's upstream connection established
+//! (CONNECT), DNS, dial, TLS and SigV4 signing included. It is observed once per
+//! request that reached an upstream; a request refused before that (policy, bad
+//! input, DNS or connect failure) dialled nothing and has no overhead sample: it is
+//! counted in `refused_total` and `exchange_duration{decision}`.
+//! `exchange_duration` is the whole life of a request or tunnel, upstream time and
+//! client speed included: a streaming model call or a long download is long there
+//! and says nothing about the proxy.
+//!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `workspace_proxy_request_duration_seconds` | histogram | `mode`, `decision` |
+//! | `workspace_proxy_request_duration_seconds` | histogram | `mode` (overhead) |
+//! | `workspace_proxy_exchange_duration_seconds` | histogram | `mode`, `decision` (whole life) |
 //! | `workspace_proxy_blocked_total` | counter | `reason` |
 //! | `workspace_proxy_refused_total` | counter | `reason` (every refusal incl. errors) |
 //! | `workspace_proxy_dns_duration_seconds` | histogram | |
@@ -23,6 +36,11 @@ use prometheus_client::registry::{Registry, Unit};
 pub struct ModeDecision {
     pub mode: &'static str,
     pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +73,10 @@ fn setup_histogram() -> Histogram {
 /// Metric handles (cheap to clone; clones share values).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    pub request_duration: HistogramFamily<ModeDecision>,
+    /// The proxy's own overhead (see the module documentation).
+    pub request_duration: HistogramFamily<ModeLabel>,
+    /// The whole request or tunnel.
+    pub exchange_duration: HistogramFamily<ModeDecision>,
     pub blocked: Family<ReasonLabel, Counter>,
     pub refused: Family<ReasonLabel, Counter>,
     pub dns_duration: Histogram,
@@ -70,6 +91,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
+            exchange_duration: Family::new_with_constructor(latency_histogram),
             blocked: Family::default(),
             refused: Family::default(),
             dns_duration: setup_histogram(),
@@ -88,9 +110,17 @@ impl Metrics {
         let r = registry.sub_registry_with_prefix("workspace_proxy");
         r.register_with_unit(
             "request_duration",
-            "Time from request arrival to the end of the response or tunnel",
+            "Proxy overhead: request arrival to the request handed to the upstream \
+             connection, or to the tunnel established (DNS, dial, TLS, signing included)",
             Unit::Seconds,
             self.request_duration.clone(),
+        );
+        r.register_with_unit(
+            "exchange_duration",
+            "Whole request or tunnel: arrival to the end of the response or tunnel \
+             (upstream time and client speed included)",
+            Unit::Seconds,
+            self.exchange_duration.clone(),
         );
         r.register(
             "blocked",

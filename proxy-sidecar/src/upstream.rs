@@ -65,12 +65,15 @@ pub struct Target<'a> {
     pub tls: bool,
 }
 
-/// How the request's connection was obtained.
+/// How the request's connection was obtained, and when the request went out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConnInfo {
     pub reused: bool,
     /// TCP connect (+ TLS) time for a new connection.
     pub connect: Option<Duration>,
+    /// When the request was handed to a ready connection (the last attempt, if a
+    /// pooled connection turned out closed); `None` if no connection was ready.
+    pub handed_over: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -246,16 +249,24 @@ impl Upstream {
     /// Send `req` (origin-form URI, `Host` set) to `target`, reusing a pooled
     /// connection to the same vetted address when one is idle. The returned
     /// [`PoolReturn`] gives the connection back once the caller has relayed the whole
-    /// response body.
+    /// response body. The [`ConnInfo`] comes back whatever the outcome: a request
+    /// that failed after it was handed over still cost its overhead.
     pub async fn send(
         &self,
         target: Target<'_>,
         mut req: Request<UpstreamBody>,
         response_timeout: Duration,
-    ) -> Result<(Response<Incoming>, ConnInfo, PoolReturn), UpstreamError> {
+    ) -> (
+        ConnInfo,
+        Result<(Response<Incoming>, PoolReturn), UpstreamError>,
+    ) {
         let key = PoolKey {
             addr: target.addr,
             tls_name: target.tls.then(|| target.host.to_string()),
+        };
+        let mut info = ConnInfo {
+            reused: true,
+            ..ConnInfo::default()
         };
         // Pooled connections may have been closed by the server while idle; hyper
         // hands the unsent request back in that case and it is sent on a new one.
@@ -266,29 +277,34 @@ impl Upstream {
                     _ => continue,
                 }
             }
-            let info = ConnInfo {
-                reused: true,
-                connect: None,
-            };
-            match tokio::time::timeout(response_timeout, sender.try_send_request(req)).await {
-                Err(_) => return Err(UpstreamError::ResponseTimeout),
-                Ok(Ok(resp)) => return Ok((resp, info, self.pool_return(key, sender))),
+            info.handed_over = Some(Instant::now());
+            let sent = tokio::time::timeout(response_timeout, sender.try_send_request(req)).await;
+            let result = match sent {
+                Err(_) => Err(UpstreamError::ResponseTimeout),
+                Ok(Ok(resp)) => Ok((resp, self.pool_return(key, sender))),
                 Ok(Err(mut e)) => match e.take_message() {
-                    Some(back) => req = back,
-                    None => return Err(UpstreamError::Request(e.into_error())),
+                    Some(back) => {
+                        req = back;
+                        continue;
+                    }
+                    None => Err(UpstreamError::Request(e.into_error())),
                 },
-            }
+            };
+            return (info, result);
         }
-        let (mut sender, elapsed) = self.new_sender(target).await?;
-        let resp = tokio::time::timeout(response_timeout, sender.send_request(req))
-            .await
-            .map_err(|_| UpstreamError::ResponseTimeout)?
-            .map_err(UpstreamError::Request)?;
-        let info = ConnInfo {
-            reused: false,
-            connect: Some(elapsed),
+        info = ConnInfo::default();
+        let (mut sender, elapsed) = match self.new_sender(target).await {
+            Ok(s) => s,
+            Err(e) => return (info, Err(e)),
         };
-        Ok((resp, info, self.pool_return(key, sender)))
+        info.connect = Some(elapsed);
+        info.handed_over = Some(Instant::now());
+        let result = tokio::time::timeout(response_timeout, sender.send_request(req))
+            .await
+            .map_err(|_| UpstreamError::ResponseTimeout)
+            .and_then(|r| r.map_err(UpstreamError::Request))
+            .map(|resp| (resp, self.pool_return(key, sender)));
+        (info, result)
     }
 
     fn pool_return(&self, key: PoolKey, sender: Sender) -> PoolReturn {

@@ -207,6 +207,11 @@ async fn streaming_response_arrives_before_upstream_finishes() {
         .unwrap();
     let head = read_response(&mut client, true).await.unwrap();
     assert_eq!(head.status, 200);
+    // The proxy's overhead (body read, signing, dial, TLS) is known once the request
+    // is handed over; the streaming exchange has not ended and has no sample yet.
+    let m = &scrape(&s.tp);
+    assert_eq!(overhead(m, "gateway").0, 1, "{m}");
+    assert_eq!(exchange(m, "gateway", "allowed").0, 0, "{m}");
     let tx = s
         .stream_slot
         .lock()

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use prometheus_client::registry::Registry;
 
 const SECRET: &str = "Bearer mcp-secret-7f3a9c";
 
@@ -121,10 +120,11 @@ async fn header_reaches_only_the_configured_host_over_tls() {
         );
         assert!(!line.contains("session=abc"), "query logged: {line}");
     }
-    let mut reg = Registry::default();
-    tp.proxy.register_metrics(&mut reg);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let text = scrape(&tp);
+    // The two injected requests and the plain one were handed upstream: overhead
+    // samples by mode; the refusals have none.
+    assert_eq!(overhead(&text, "inject").0, 2, "{text}");
+    assert_eq!(overhead(&text, "forward").0, 1, "{text}");
     assert!(!text.contains("mcp-secret"));
     // Debug output of the policy does not show values either.
     let dbg = format!("{:?}", tp.handle.as_ref().unwrap().policy());

@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use prometheus_client::registry::Registry;
 use proxy_sidecar::{AuditSink, Proxy, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -334,12 +333,11 @@ async fn upstream_connections_are_pooled_and_metrics_exported() {
         Some(upstream.addr.to_string().as_str())
     );
 
-    let mut reg = Registry::default();
-    tp.proxy.register_metrics(&mut reg);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let text = scrape(&tp);
     for needle in [
-        "workspace_proxy_request_duration_seconds_count{mode=\"forward\",decision=\"allowed\"} 5",
+        "workspace_proxy_request_duration_seconds_count{mode=\"forward\"} 5",
+        "workspace_proxy_exchange_duration_seconds_count{mode=\"forward\",decision=\"allowed\"} 5",
+        "workspace_proxy_exchange_duration_seconds_count{mode=\"forward\",decision=\"blocked\"} 1",
         "workspace_proxy_blocked_total{reason=\"host_not_allowed\"} 1",
         "workspace_proxy_dns_duration_seconds_count",
         "workspace_proxy_connect_duration_seconds_count{tls=\"false\"} 1",

@@ -291,7 +291,12 @@ allow_private = true
     )
     .await;
     let m = r.text();
-    assert!(m.contains("workspace_proxy_request_duration_seconds_count{mode=\"gateway\",decision=\"allowed\"} 2"), "{m}");
+    assert!(m.contains("workspace_proxy_exchange_duration_seconds_count{mode=\"gateway\",decision=\"allowed\"} 2"), "{m}");
+    // Both gateway requests reached the upstream: two overhead samples.
+    assert!(
+        m.contains("workspace_proxy_request_duration_seconds_count{mode=\"gateway\"} 2"),
+        "{m}"
+    );
     assert!(
         m.contains("workspace_proxy_blocked_total{reason=\"address_loopback\"} 1"),
         "{m}"

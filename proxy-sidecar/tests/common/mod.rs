@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
 use proxy_sidecar::{
     AuditRecord, AuditSink, ListenerContext, Policy, PolicyConfig, Proxy, ProxyConfig,
 };
@@ -577,6 +578,46 @@ pub async fn start_proxy(
         addr,
         audit,
     }
+}
+
+// ------------------------------------------------------------------ metrics
+
+/// What Prometheus would scrape.
+pub fn scrape(tp: &TestProxy) -> String {
+    let mut reg = Registry::default();
+    tp.proxy.register_metrics(&mut reg);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    text
+}
+
+/// (count, sum) of histogram `name` for the series `labels` (as encoded, e.g.
+/// `mode="forward"`); (0, 0) when the series does not exist.
+pub fn histogram(text: &str, name: &str, labels: &str) -> (u64, f64) {
+    let value = |suffix: &str| {
+        let key = format!("workspace_proxy_{name}_seconds_{suffix}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .map(|v| v.parse::<f64>().unwrap())
+    };
+    match (value("count"), value("sum")) {
+        (Some(n), Some(s)) => (n as u64, s),
+        _ => (0, 0.0),
+    }
+}
+
+/// The proxy's own overhead for `mode`.
+pub fn overhead(text: &str, mode: &str) -> (u64, f64) {
+    histogram(text, "request_duration", &format!("mode=\"{mode}\""))
+}
+
+/// The whole exchange for `mode` and `decision`.
+pub fn exchange(text: &str, mode: &str, decision: &str) -> (u64, f64) {
+    histogram(
+        text,
+        "exchange_duration",
+        &format!("mode=\"{mode}\",decision=\"{decision}\""),
+    )
 }
 
 /// Parse the echo handler's JSON.
