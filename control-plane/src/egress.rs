@@ -290,15 +290,12 @@ impl Egress {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
-                }
+            crate::periodic::every(SUPERVISE_EVERY, &stop, || async {
                 if let Err(e) = self.supervise_once().await {
                     warn!(error = %e, "egress supervision failed");
                 }
-            }
+            })
+            .await;
             let all: Vec<String> = self.listeners.lock().await.keys().cloned().collect();
             for ws in all {
                 self.release(&ws).await;

@@ -69,16 +69,13 @@ impl Reaper {
     pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let every = Duration::from_secs(self.fleet().cfg.gc.interval_secs);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
+            crate::periodic::every(every, &stop, || async {
                 let r = self.sweep().await;
                 if !r.destroyed.is_empty() || r.errors > 0 {
                     info!(destroyed = r.destroyed.len(), errors = r.errors, "gc sweep");
                 }
-            }
+            })
+            .await
         })
     }
 

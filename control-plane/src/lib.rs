@@ -28,6 +28,7 @@ pub mod host_stats;
 pub mod lifecycle;
 pub mod membership;
 pub mod metrics;
+pub mod periodic;
 pub mod pool;
 pub mod runtime;
 pub mod server;

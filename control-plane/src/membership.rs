@@ -59,15 +59,12 @@ impl Membership {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(INSTANCE_HEARTBEAT) => {}
-                }
+            crate::periodic::every(INSTANCE_HEARTBEAT, &stop, || async {
                 if let Err(e) = self.heartbeat().await {
                     warn!(error = %e, "instance heartbeat failed");
                 }
-            }
+            })
+            .await
         })
     }
 

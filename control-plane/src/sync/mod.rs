@@ -7,7 +7,8 @@
 //!   default) and [`s3`] (`aws-sdk-s3`) implement it;
 //! - [`manifest`]: the stored manifest, manifest checks and the diff;
 //! - [`transfer`]: spooling exports and building restore tars;
-//! - [`syncer`]: [`Syncer`], incremental sync and restore (how);
+//! - [`syncer`]: [`Syncer`], incremental sync and restore (how), in stages: [`plan`]
+//!   (pure: what to transfer, the next manifest), `upload`, `restore`;
 //! - [`coordinator`]: [`coordinator::SyncCoordinator`], when to sync and what each result records;
 //! - [`error`]: the [`SyncError`] type;
 //!
@@ -20,9 +21,12 @@ pub mod key;
 pub mod local;
 pub mod manifest;
 pub mod object_store;
+pub mod plan;
+mod restore;
 pub mod s3;
 pub mod syncer;
 pub mod transfer;
+mod upload;
 
 pub use config::{SseMode, SyncBackend, SyncConfig, SyncConfigError};
 pub use error::{Limit, SyncError};

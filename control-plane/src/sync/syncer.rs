@@ -1,5 +1,7 @@
 //! [`Syncer`]: incremental sync of a conversation's workspace to the object store, and
-//! restore into a new workspace.
+//! restore into a new workspace. The stages live beside it: `plan` (pure: what to
+//! transfer, the next manifest), `upload` (export and upload, shared by new content and
+//! lifecycle refreshes), `restore`.
 //!
 //! **Sync** (one at a time per conversation; an internal per-key mutex): read the
 //! agent's manifest (with the limits, so an oversized workspace is refused before any
@@ -27,33 +29,24 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use http::StatusCode;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use wire::{ManifestEntry, ManifestKind, ManifestQuery};
+use wire::{ManifestEntry, ManifestQuery};
 
 use super::config::{SyncBackend, SyncConfig};
 use super::error::{Limit, SyncError};
 use super::key::ConversationLayout;
 use super::local::LocalDirStore;
 use super::manifest::{self, Origin, StoredManifest, FORMAT};
-use super::object_store::{ObjectStore, ObjectStoreError};
+use super::object_store::ObjectStore;
+use super::plan::{next_manifest, plan};
 use super::s3::S3Store;
-use super::transfer::{self, FileData, TarItem};
 use crate::agent_client::{AgentClient, AgentError};
 use crate::store::ConversationKey;
 
 /// Largest stored manifest read back (100k entries take ~25 MB of JSON).
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
-/// Objects up to this size are fetched into memory for a restore; larger ones are
-/// spooled to disk.
-const IN_MEMORY_OBJECT_BYTES: u64 = 8 * 1024 * 1024;
-/// Most paths in one export request (keeps its JSON body well below the agent's limit).
-const EXPORT_BATCH_PATHS: usize = 2000;
-const EXPORT_BATCH_PATH_BYTES: usize = 2 * 1024 * 1024;
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,20 +100,20 @@ pub struct RestoreReport {
 
 /// Per-conversation sync state (behind the per-key mutex).
 #[derive(Debug, Default)]
-struct KeyState {
+pub(super) struct KeyState {
     /// `manifest` reflects the store.
-    loaded: bool,
+    pub(super) loaded: bool,
     /// The last stored manifest (`None`: nothing stored).
-    manifest: Option<StoredManifest>,
+    pub(super) manifest: Option<StoredManifest>,
     /// The agent endpoint last synced or restored.
-    endpoint: Option<String>,
+    pub(super) endpoint: Option<String>,
 }
 
 /// Syncs workspaces to an object store and restores them.
 pub struct Syncer {
-    store: Arc<dyn ObjectStore>,
-    cfg: SyncConfig,
-    spool_dir: PathBuf,
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) cfg: SyncConfig,
+    pub(super) spool_dir: PathBuf,
     states: Mutex<HashMap<ConversationKey, Arc<tokio::sync::Mutex<KeyState>>>>,
     last_synced: Mutex<HashMap<ConversationKey, OffsetDateTime>>,
 }
@@ -135,11 +128,11 @@ impl std::fmt::Debug for Syncer {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn unsafe_manifest(origin: Origin, u: manifest::Unsafe) -> SyncError {
+pub(super) fn unsafe_manifest(origin: Origin, u: manifest::Unsafe) -> SyncError {
     SyncError::UnsafeManifest {
         origin,
         path: u.path,
@@ -180,7 +173,7 @@ impl Syncer {
         &self.cfg
     }
 
-    fn state(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<KeyState>> {
+    pub(super) fn state(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<KeyState>> {
         lock(&self.states).entry(key.clone()).or_default().clone()
     }
 
@@ -190,7 +183,7 @@ impl Syncer {
         lock(&self.last_synced).get(key).copied()
     }
 
-    fn set_last_synced(&self, key: &ConversationKey, at: OffsetDateTime) {
+    pub(super) fn set_last_synced(&self, key: &ConversationKey, at: OffsetDateTime) {
         lock(&self.last_synced).insert(key.clone(), at);
     }
 
@@ -250,7 +243,7 @@ impl Syncer {
     }
 
     /// Reads and checks the stored manifest (see [`manifest::validate`]).
-    async fn load(
+    pub(super) async fn load(
         &self,
         key: &ConversationKey,
         layout: &ConversationLayout,
@@ -283,7 +276,7 @@ impl Syncer {
         Ok(Some(m))
     }
 
-    async fn ensure_loaded(
+    pub(super) async fn ensure_loaded(
         &self,
         key: &ConversationKey,
         layout: &ConversationLayout,
@@ -299,7 +292,12 @@ impl Syncer {
         Ok(())
     }
 
-    fn check_limits(&self, entries: u64, bytes: u64, at_least: bool) -> Result<(), SyncError> {
+    pub(super) fn check_limits(
+        &self,
+        entries: u64,
+        bytes: u64,
+        at_least: bool,
+    ) -> Result<(), SyncError> {
         if entries > self.cfg.max_files {
             return Err(SyncError::TooLarge {
                 limit: Limit::MaxFiles,
@@ -319,7 +317,10 @@ impl Syncer {
         Ok(())
     }
 
-    /// Syncs the workspace served by `agent` to the store (see the module docs).
+    /// Syncs the workspace served by `agent` to the store (see the module docs): read
+    /// the workspace's manifest, [`plan`] it against the stored one, upload, refresh,
+    /// write the [`next_manifest`] (the commit point), then delete what it no longer
+    /// references.
     pub async fn sync(
         &self,
         key: &ConversationKey,
@@ -343,6 +344,81 @@ impl Syncer {
         }
 
         // 1. The workspace as it is now (limits checked by the agent before hashing).
+        let (mut entries, skipped) = self.workspace_manifest(key, agent).await?;
+
+        // 2. What to transfer.
+        let now = OffsetDateTime::now_utc();
+        let old = st.manifest.as_ref();
+        let p = plan(old, &entries, self.cfg.refresh_after_days, now);
+
+        // 3. Upload the changed files; refresh old objects when due (an object found
+        // missing is uploaded again from the workspace).
+        let up = self.upload(&layout, agent, &mut entries, &p.upload).await?;
+        let (mut uploaded, mut bytes_uploaded, mut vanished) = (up.files, up.bytes, up.vanished);
+        let mut refreshed = 0u64;
+        if p.refresh_due {
+            let missing = self.refresh(&layout, &entries, &p.refresh).await?;
+            refreshed = (p.refresh.len() - missing.len()) as u64;
+            let again = self.upload(&layout, agent, &mut entries, &missing).await?;
+            uploaded += again.files;
+            bytes_uploaded += again.bytes;
+            vanished.extend(again.vanished);
+            if !missing.is_empty() {
+                tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
+                    missing = missing.len(), "objects missing from the store were uploaded again");
+            }
+        }
+        entries.retain(|e| !vanished.contains(&e.path));
+
+        // 4. The new manifest, with the deletions still to do recorded in it first.
+        let (n_entries, n_bytes) = manifest::totals(&entries);
+        let next = next_manifest(key, old, &p, entries, &vanished, &endpoint, now);
+        let mut new_manifest = next.manifest;
+        if next.write {
+            let json = serde_json::to_vec(&new_manifest)
+                .map_err(|e| SyncError::Spool(format!("cannot serialise the manifest: {e}")))?;
+            self.store
+                .put(&layout.manifest(), Bytes::from(json))
+                .await?;
+        }
+
+        // 5. Delete what is no longer referenced.
+        let (deleted, retried) = self
+            .delete_pending(key, &layout, &mut new_manifest, &next.fresh_deletes)
+            .await?;
+        let pending_deletes = new_manifest.pending_deletes.len() as u64;
+        st.manifest = Some(new_manifest);
+        st.endpoint = Some(endpoint);
+        self.set_last_synced(key, now);
+        let report = SyncReport {
+            uploaded,
+            deleted,
+            bytes_uploaded,
+            entries: n_entries,
+            total_bytes: n_bytes,
+            manifest_written: next.write,
+            skipped,
+            vanished: vanished.len() as u64,
+            retried_deletes: retried,
+            refreshed,
+            pending_deletes,
+            duration: started.elapsed(),
+            synced_at: now,
+        };
+        tracing::info!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
+            uploaded, deleted = report.deleted, bytes_uploaded, entries = report.entries,
+            manifest_written = next.write, elapsed_ms = report.duration.as_millis() as u64,
+            "workspace synced");
+        Ok(report)
+    }
+
+    /// The agent's manifest of the workspace, checked (paths, limits); and how many
+    /// entries it left out.
+    async fn workspace_manifest(
+        &self,
+        key: &ConversationKey,
+        agent: &AgentClient,
+    ) -> Result<(Vec<ManifestEntry>, u64), SyncError> {
         let query = ManifestQuery {
             max_entries: Some(self.cfg.max_files),
             max_bytes: Some(self.cfg.max_total_bytes),
@@ -376,570 +452,43 @@ impl Syncer {
             tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
                 skipped, first = ?m.skipped.first(), "some workspace entries are not synced");
         }
-        let mut entries = m.entries;
-        let m_paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
-
-        // 2. What changed.
-        let old = st.manifest.as_ref();
-        let diff = manifest::diff(old.map(|o| &o.entries[..]), &entries);
-        let mut removed: Vec<String> = diff.removed_files.clone();
-
-        // 3. Export and upload the changed files.
-        let mut uploaded = 0u64;
-        let mut bytes_uploaded = 0u64;
-        let mut vanished: HashSet<String> = HashSet::new();
-        for batch in export_batches(&entries, &diff.upload, self.cfg.archive_batch_bytes) {
-            let paths: Vec<String> = batch.iter().map(|&i| entries[i].path.clone()).collect();
-            let results = self
-                .export_and_upload(&layout, agent, &paths, &entries, &batch)
-                .await?;
-            let mut got: HashMap<String, (u64, String)> = HashMap::new();
-            for (path, size, sha) in results {
-                uploaded += 1;
-                bytes_uploaded += size;
-                got.insert(path, (size, sha));
-            }
-            for &i in &batch {
-                match got.remove(&entries[i].path) {
-                    Some((size, sha)) => {
-                        // What was read is what is stored (the file may have changed
-                        // since the manifest).
-                        entries[i].size = size;
-                        entries[i].sha256 = Some(sha);
-                    }
-                    None => {
-                        vanished.insert(entries[i].path.clone());
-                    }
-                }
-            }
-        }
-        if !vanished.is_empty() {
-            entries.retain(|e| !vanished.contains(&e.path));
-            if let Some(o) = old {
-                for e in &o.entries {
-                    if e.kind == ManifestKind::File && vanished.contains(&e.path) {
-                        removed.push(e.path.clone());
-                    }
-                }
-            }
-        }
-
-        // 3b. Objects of a conversation that still syncs never grow old enough for the
-        // bucket's lifecycle rules: refresh them every `refresh_after_days` (an object
-        // found missing is uploaded again from the workspace).
-        let now = OffsetDateTime::now_utc();
-        let refresh_due = self.cfg.refresh_after_days > 0
-            && old.is_some_and(|o| {
-                now - o.refreshed_at.unwrap_or(o.synced_at)
-                    > time::Duration::days(i64::from(self.cfg.refresh_after_days))
-            });
-        let mut refreshed = 0u64;
-        if refresh_due {
-            let fresh_uploads: HashSet<usize> = diff.upload.iter().copied().collect();
-            let fresh_paths: HashSet<&str> = fresh_uploads
-                .iter()
-                .filter_map(|&i| m_paths.get(i).map(String::as_str))
-                .collect();
-            let targets: Vec<usize> = entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| {
-                    e.kind == ManifestKind::File && !fresh_paths.contains(e.path.as_str())
-                })
-                .map(|(i, _)| i)
-                .collect();
-            let layout_ref = &layout;
-            let results: Vec<(usize, bool)> = futures::stream::iter(targets.into_iter().map(|i| {
-                let path = entries[i].path.clone();
-                async move {
-                    let okey = layout_ref.file(&path)?;
-                    Ok::<_, SyncError>((i, self.store.refresh(&okey).await?))
-                }
-            }))
-            .buffer_unordered(self.cfg.concurrency)
-            .try_collect()
-            .await?;
-            let missing: Vec<usize> = results.iter().filter(|r| !r.1).map(|r| r.0).collect();
-            refreshed = (results.len() - missing.len()) as u64;
-            for batch in export_batches(&entries, &missing, self.cfg.archive_batch_bytes) {
-                let paths: Vec<String> = batch.iter().map(|&i| entries[i].path.clone()).collect();
-                let results = self
-                    .export_and_upload(&layout, agent, &paths, &entries, &batch)
-                    .await?;
-                let got: HashMap<String, (u64, String)> = results
-                    .into_iter()
-                    .map(|(p, size, sha)| (p, (size, sha)))
-                    .collect();
-                for &i in &batch {
-                    if let Some((size, sha)) = got.get(&entries[i].path) {
-                        uploaded += 1;
-                        bytes_uploaded += size;
-                        entries[i].size = *size;
-                        entries[i].sha256 = Some(sha.clone());
-                    }
-                }
-            }
-            if !missing.is_empty() {
-                tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-                    missing = missing.len(), "objects missing from the store were uploaded again");
-            }
-        }
-
-        // 4. The new manifest: deletions still to do are recorded in it first.
-        let new_files: HashSet<&str> = entries
-            .iter()
-            .filter(|e| e.kind == ManifestKind::File)
-            .map(|e| e.path.as_str())
-            .collect();
-        let fresh: HashSet<String> = removed.into_iter().collect();
-        let mut pending: Vec<String> = old
-            .map(|o| o.pending_deletes.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .chain(fresh.iter().cloned())
-            .filter(|p| !new_files.contains(p.as_str()))
-            .collect();
-        pending.sort();
-        pending.dedup();
-        let synced_at = now;
-        let moved = old.and_then(|o| o.workspace.as_deref()) != Some(endpoint.as_str());
-        let write = old.is_none() || diff.changed || !vanished.is_empty() || moved || refresh_due;
-        let refreshed_at = match old {
-            Some(o) if !refresh_due => Some(o.refreshed_at.unwrap_or(o.synced_at)),
-            _ => Some(now),
-        };
-        let old_pending_len = old.map(|o| o.pending_deletes.len()).unwrap_or(0);
-        let (n_entries, n_bytes) = manifest::totals(&entries);
-        let mut new_manifest = StoredManifest {
-            format: FORMAT,
-            tenant_id: key.tenant_id.clone(),
-            conversation_id: key.conversation_id.clone(),
-            synced_at,
-            workspace: Some(endpoint.clone()),
-            refreshed_at,
-            entries,
-            pending_deletes: pending,
-        };
-        if write || new_manifest.pending_deletes.len() != old_pending_len {
-            let json = serde_json::to_vec(&new_manifest)
-                .map_err(|e| SyncError::Spool(format!("cannot serialise the manifest: {e}")))?;
-            self.store
-                .put(&layout.manifest(), Bytes::from(json))
-                .await?;
-        }
-
-        // 5. Delete what is no longer referenced.
-        let (mut deleted, mut retried) = (0u64, 0u64);
-        if !new_manifest.pending_deletes.is_empty() {
-            let keys = new_manifest
-                .pending_deletes
-                .iter()
-                .map(|p| layout.file(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            match self.store.delete_many(&keys).await {
-                Ok(()) => {
-                    for p in &new_manifest.pending_deletes {
-                        if fresh.contains(p) {
-                            deleted += 1;
-                        } else {
-                            retried += 1;
-                        }
-                    }
-                    new_manifest.pending_deletes.clear();
-                }
-                Err(e) => {
-                    tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-                        error = %e, pending = keys.len(), "deleting superseded objects failed; the next sync retries");
-                }
-            }
-        }
-        let pending_deletes = new_manifest.pending_deletes.len() as u64;
-        st.manifest = Some(new_manifest);
-        st.endpoint = Some(endpoint);
-        self.set_last_synced(key, synced_at);
-        let report = SyncReport {
-            uploaded,
-            deleted,
-            bytes_uploaded,
-            entries: n_entries,
-            total_bytes: n_bytes,
-            manifest_written: write,
-            skipped,
-            vanished: vanished.len() as u64,
-            retried_deletes: retried,
-            refreshed,
-            pending_deletes,
-            duration: started.elapsed(),
-            synced_at,
-        };
-        tracing::info!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-            uploaded, deleted = report.deleted, bytes_uploaded, entries = report.entries,
-            manifest_written = write, elapsed_ms = report.duration.as_millis() as u64,
-            "workspace synced");
-        Ok(report)
+        Ok((m.entries, skipped))
     }
 
-    /// Exports `paths` from the agent into a spool file and uploads each file from it.
-    /// Returns (path, size, sha256) of each uploaded file; paths that vanished are
-    /// absent.
-    async fn export_and_upload(
-        &self,
-        layout: &ConversationLayout,
-        agent: &AgentClient,
-        paths: &[String],
-        entries: &[ManifestEntry],
-        batch: &[usize],
-    ) -> Result<Vec<(String, u64, String)>, SyncError> {
-        let expected: u64 = batch.iter().map(|&i| entries[i].size).sum();
-        // Room for headers, long names and files that grew since the manifest.
-        let limit = self
-            .cfg
-            .max_total_bytes
-            .max(expected)
-            .saturating_add(4096 * paths.len() as u64 + (1 << 20));
-        let body = agent.export_entries(paths).await?;
-        let (tar_path, _size) = transfer::spool_body(body, &self.spool_dir, limit).await?;
-        let tar_path = Arc::new(tar_path);
-        let index = {
-            let tar_path = tar_path.clone();
-            let asked: Vec<String> = paths.to_vec();
-            tokio::task::spawn_blocking(move || {
-                let asked: HashSet<&str> = asked.iter().map(String::as_str).collect();
-                transfer::index_export(&tar_path, &asked)
-            })
-            .await
-            .map_err(|e| SyncError::Spool(e.to_string()))??
-        };
-        let uploads = futures::stream::iter(index.into_iter().map(|x| {
-            let tar_path = tar_path.clone();
-            async move {
-                let okey = layout.file(&x.path)?;
-                self.store
-                    .put_file_range(&okey, &tar_path, x.offset, x.size)
-                    .await?;
-                Ok::<_, SyncError>((x.path, x.size, x.sha256))
-            }
-        }))
-        .buffer_unordered(self.cfg.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
-        Ok(uploads)
-    }
-
-    /// Restores the conversation's stored files into the workspace served by `agent`
-    /// (call before its first execute). `None` when nothing is stored.
-    pub async fn restore(
+    /// Deletes the objects the new manifest records as pending; on success the list
+    /// is emptied (a failure leaves it for the next sync). Returns (first-time
+    /// deletions, retried ones).
+    async fn delete_pending(
         &self,
         key: &ConversationKey,
-        agent: &AgentClient,
-    ) -> Result<Option<RestoreReport>, SyncError> {
-        let started = Instant::now();
-        let layout = ConversationLayout::new(key)?;
-        let state = self.state(key);
-        let mut st = state.lock().await;
-        // Always read the store: another replica may have synced since. Until the
-        // restore succeeds the cached state is unknown (the next call reloads it).
-        st.loaded = false;
-        st.manifest = None;
-        let stored = self.load(key, &layout).await?;
-        let endpoint = agent.endpoint().to_string();
-        let Some(m) = stored else {
-            st.loaded = true;
-            st.endpoint = Some(endpoint);
-            return Ok(None);
-        };
-        let (n_entries, n_bytes) = manifest::totals(&m.entries);
-        self.check_limits(n_entries, n_bytes, false)?;
-
-        let mut report = RestoreReport {
-            entries: 0,
-            files: 0,
-            bytes: 0,
-            archives: 0,
-            missing: Vec::new(),
-            mismatched: Vec::new(),
-            synced_at: m.synced_at,
-            duration: Duration::ZERO,
-        };
-        let mut total_fetched = 0u64;
-        for batch in restore_batches(&m.entries, self.cfg.archive_batch_bytes) {
-            let (file, tar_path) = transfer::spool_file(&self.spool_dir)?;
-            let (tx, rx) = tokio::sync::mpsc::channel::<TarItem>(self.cfg.concurrency * 2);
-            let writer = tokio::task::spawn_blocking(move || transfer::write_tar(file, rx));
-            let layout_ref = &layout;
-            // Futures collected first: a closure inside the stream's type would make the
-            // caller's future not provably `Send` (higher-ranked lifetimes).
-            let futs: Vec<_> = batch
-                .iter()
-                .map(|i| self.fetch_item(layout_ref, &m.entries[*i]))
-                .collect();
-            let mut fetches = futures::stream::iter(futs).buffered(self.cfg.concurrency);
-            let mut sent_entries = 0u64;
-            let mut failure = None;
-            while let Some(item) = fetches.next().await {
-                match item {
-                    Ok(Fetched::Item(item, outcome)) => {
-                        match outcome {
-                            Outcome::Ok(n) | Outcome::Mismatch(n) => {
-                                total_fetched += n;
-                                report.files += 1;
-                                report.bytes += n;
-                            }
-                            Outcome::NotFile => {}
-                        }
-                        if let Outcome::Mismatch(_) = outcome {
-                            report.mismatched.push(item_path(&item).to_string());
-                        }
-                        if total_fetched > self.cfg.max_total_bytes {
-                            failure = Some(SyncError::TooLarge {
-                                limit: Limit::MaxTotalBytes,
-                                actual: total_fetched,
-                                allowed: self.cfg.max_total_bytes,
-                                at_least: true,
-                            });
-                            break;
-                        }
-                        sent_entries += 1;
-                        if tx.send(item).await.is_err() {
-                            break; // the writer failed: its error is reported below
-                        }
-                    }
-                    Ok(Fetched::Missing(path)) => report.missing.push(path),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            drop(fetches);
-            drop(tx);
-            let written = writer.await.map_err(|e| SyncError::Spool(e.to_string()))?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            let tar_size = written?;
-            let file = tokio::fs::File::open(&tar_path)
-                .await
-                .map_err(|e| SyncError::Spool(e.to_string()))?;
-            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                file,
-                256 * 1024,
-            ));
-            let imported = agent.import_archive_preserving_links(body).await?;
-            tracing::debug!(
-                tar_size,
-                entries = imported.entries,
-                "restore batch imported"
-            );
-            report.entries += sent_entries;
-            report.archives += 1;
-        }
-        report.duration = started.elapsed();
-        if !report.missing.is_empty() || !report.mismatched.is_empty() {
-            tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-                missing = report.missing.len(), mismatched = report.mismatched.len(),
-                first_missing = ?report.missing.first(), first_mismatched = ?report.mismatched.first(),
-                "restore found objects that do not match the manifest");
-        }
-        tracing::info!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-            entries = report.entries, files = report.files, bytes = report.bytes,
-            archives = report.archives, elapsed_ms = report.duration.as_millis() as u64,
-            "workspace restored");
-        self.set_last_synced(key, m.synced_at);
-        // The workspace now holds the stored state: the next sync diffs against it, and
-        // the stored manifest names it (so a restarted control plane lets it sync).
-        let mut m = m;
-        if !report.missing.is_empty() {
-            let missing: HashSet<&str> = report.missing.iter().map(String::as_str).collect();
-            m.entries.retain(|e| !missing.contains(e.path.as_str()));
-        }
-        m.workspace = Some(endpoint.clone());
-        match serde_json::to_vec(&m) {
-            Ok(json) => {
-                if let Err(e) = self.store.put(&layout.manifest(), Bytes::from(json)).await {
-                    tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
-                        error = %e, "cannot record the restored workspace in the stored manifest");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot serialise the manifest"),
-        }
-        st.manifest = Some(m);
-        st.loaded = true;
-        st.endpoint = Some(endpoint);
-        Ok(Some(report))
-    }
-
-    async fn fetch_item(
-        &self,
         layout: &ConversationLayout,
-        e: &ManifestEntry,
-    ) -> Result<Fetched, SyncError> {
-        let item = match e.kind {
-            ManifestKind::Dir => TarItem::Dir {
-                path: e.path.clone(),
-                mode: e.mode,
-                mtime_ms: e.mtime_ms,
-            },
-            ManifestKind::Symlink => TarItem::Symlink {
-                path: e.path.clone(),
-                target: e.target.clone().unwrap_or_default(),
-                mode: e.mode,
-                mtime_ms: e.mtime_ms,
-            },
-            ManifestKind::File => {
-                let okey = layout.file(&e.path)?;
-                let cap = self.cfg.max_total_bytes;
-                let mut data = None;
-                if e.size <= IN_MEMORY_OBJECT_BYTES {
-                    match self.store.get(&okey, IN_MEMORY_OBJECT_BYTES).await {
-                        Ok(None) => return Ok(Fetched::Missing(e.path.clone())),
-                        Ok(Some(b)) => data = Some(FileData::Memory(b)),
-                        Err(ObjectStoreError::TooLarge { .. }) => {} // spooled below
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-                let data = match data {
-                    Some(d) => d,
-                    None => {
-                        let (f, tmp) = transfer::spool_file(&self.spool_dir)?;
-                        drop(f);
-                        match self.store.get_to_file(&okey, &tmp, cap).await? {
-                            None => return Ok(Fetched::Missing(e.path.clone())),
-                            Some(n) => FileData::Spooled(tmp, n),
-                        }
-                    }
-                };
-                let (size, sha) = match &data {
-                    FileData::Memory(b) => (b.len() as u64, hex::encode(Sha256::digest(b))),
-                    FileData::Spooled(tmp, n) => {
-                        let tmp = tmp.to_path_buf();
-                        let sha = tokio::task::spawn_blocking(move || hash_file(&tmp))
-                            .await
-                            .map_err(|err| SyncError::Spool(err.to_string()))??;
-                        (*n, sha)
-                    }
-                };
-                let item = TarItem::File {
-                    path: e.path.clone(),
-                    mode: e.mode,
-                    mtime_ms: e.mtime_ms,
-                    data,
-                };
-                let outcome = if Some(&sha) == e.sha256.as_ref() && size == e.size {
-                    Outcome::Ok(size)
-                } else {
-                    Outcome::Mismatch(size)
-                };
-                return Ok(Fetched::Item(item, outcome));
+        m: &mut StoredManifest,
+        fresh: &HashSet<String>,
+    ) -> Result<(u64, u64), SyncError> {
+        if m.pending_deletes.is_empty() {
+            return Ok((0, 0));
+        }
+        let keys = m
+            .pending_deletes
+            .iter()
+            .map(|p| layout.file(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.store.delete_many(&keys).await {
+            Ok(()) => {
+                let first = m
+                    .pending_deletes
+                    .iter()
+                    .filter(|p| fresh.contains(*p))
+                    .count() as u64;
+                let retried = m.pending_deletes.len() as u64 - first;
+                m.pending_deletes.clear();
+                Ok((first, retried))
             }
-        };
-        Ok(Fetched::Item(item, Outcome::NotFile))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Ok(u64),
-    Mismatch(u64),
-    NotFile,
-}
-
-enum Fetched {
-    Item(TarItem, Outcome),
-    Missing(String),
-}
-
-fn item_path(i: &TarItem) -> &str {
-    match i {
-        TarItem::Dir { path, .. } | TarItem::Symlink { path, .. } | TarItem::File { path, .. } => {
-            path
+            Err(e) => {
+                tracing::warn!(tenant_id = %key.tenant_id, conversation_id = %key.conversation_id,
+                    error = %e, pending = keys.len(), "deleting superseded objects failed; the next sync retries");
+                Ok((0, 0))
+            }
         }
-    }
-}
-
-fn hash_file(p: &std::path::Path) -> Result<String, SyncError> {
-    let mut f = std::fs::File::open(p).map_err(|e| SyncError::Spool(e.to_string()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| SyncError::Spool(e.to_string()))?;
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Splits the files to upload into export requests: at most `batch_bytes` of content
-/// (a larger file goes alone), [`EXPORT_BATCH_PATHS`] paths and
-/// [`EXPORT_BATCH_PATH_BYTES`] of path text each.
-fn export_batches(
-    entries: &[ManifestEntry],
-    upload: &[usize],
-    batch_bytes: u64,
-) -> Vec<Vec<usize>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    let (mut bytes, mut path_bytes) = (0u64, 0usize);
-    for &i in upload {
-        let e = &entries[i];
-        let full = !cur.is_empty()
-            && (bytes + e.size > batch_bytes
-                || cur.len() >= EXPORT_BATCH_PATHS
-                || path_bytes + e.path.len() > EXPORT_BATCH_PATH_BYTES);
-        if full {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-            path_bytes = 0;
-        }
-        cur.push(i);
-        bytes += e.size;
-        path_bytes += e.path.len();
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// Splits a manifest (sorted: directories before their contents) into restore tars of
-/// at most `batch_bytes` of file content each (a larger file goes alone). Every batch
-/// keeps the manifest order, so a directory is always created before what it holds.
-fn restore_batches(entries: &[ManifestEntry], batch_bytes: u64) -> Vec<Vec<usize>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    let mut bytes = 0u64;
-    for (i, e) in entries.iter().enumerate() {
-        let size = if e.kind == ManifestKind::File {
-            e.size
-        } else {
-            0
-        };
-        if !cur.is_empty() && size > 0 && bytes + size > batch_bytes {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        cur.push(i);
-        bytes += size;
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::manifest::tests::{dir, file};
-    use super::*;
-
-    #[test]
-    fn batches() {
-        let mut entries = vec![dir("d")];
-        for i in 0..5 {
-            entries.push(file(&format!("d/f{i}"), &"x".repeat(40)));
-        }
-        let upload: Vec<usize> = (1..6).collect();
-        let b = export_batches(&entries, &upload, 100);
-        assert_eq!(b, vec![vec![1, 2], vec![3, 4], vec![5]]);
-        let b = export_batches(&entries, &upload, 10);
-        assert_eq!(b.len(), 5, "a file larger than a batch goes alone");
-        let r = restore_batches(&entries, 100);
-        assert_eq!(r, vec![vec![0, 1, 2], vec![3, 4], vec![5]]);
-        assert_eq!(restore_batches(&[], 100), Vec::<Vec<usize>>::new());
     }
 }

@@ -224,6 +224,47 @@ pub fn write_tar(
     Ok(size)
 }
 
+/// Limits of one transfer batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// File content per batch (a larger file goes alone).
+    pub bytes: u64,
+    /// Entries per batch.
+    pub items: usize,
+    /// Path text per batch.
+    pub path_bytes: usize,
+}
+
+/// Splits `items` — (index, content bytes, path length), in order — into batches within
+/// `limits`, keeping the order. Entries without content (directories, symlinks) never
+/// start a new batch on account of bytes.
+pub fn batches(
+    items: impl IntoIterator<Item = (usize, u64, usize)>,
+    limits: BatchLimits,
+) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let (mut bytes, mut path_bytes) = (0u64, 0usize);
+    for (i, size, path_len) in items {
+        let full = !cur.is_empty()
+            && ((size > 0 && bytes + size > limits.bytes)
+                || cur.len() >= limits.items
+                || path_bytes + path_len > limits.path_bytes);
+        if full {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+            path_bytes = 0;
+        }
+        cur.push(i);
+        bytes += size;
+        path_bytes += path_len;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

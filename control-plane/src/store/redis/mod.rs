@@ -7,12 +7,16 @@
 //! workspace id), `records` (hash workspace id → JSON record), `active` (hash
 //! workspace id → last activity, ms; kept apart so touches never rewrite records),
 //! `pool` (list), `pool-sizing` (JSON), `policies` (hash `<tenant>:<conversation>` →
-//! egress policy JSON), `lock:<name>`.
+//! egress policy JSON), `synced` (hash workspace id → last sync, ms; like `active`),
+//! `lock:<name>`. The Lua scripts are in [`scripts`].
 
 use async_trait::async_trait;
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
 
 use super::{Claim, ConversationKey, PoolSizing, StateStore, StoreError, WorkspaceRecord};
+
+mod scripts;
+use scripts::*;
 
 /// [`StateStore`] on Redis.
 #[derive(Clone)]
@@ -28,74 +32,6 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 fn field(key: &ConversationKey) -> String {
     format!("{}:{}", key.tenant_id, key.conversation_id)
 }
-
-const CLAIM: &str = r#"
-local bound = redis.call('HGET', KEYS[1], ARGV[1])
-if bound then return {'bound', bound} end
-local ws = redis.call('LPOP', KEYS[2])
-if not ws then return {'empty', ''} end
-redis.call('HSET', KEYS[1], ARGV[1], ws)
-return {'claimed', ws}
-"#;
-
-const COMPARE_HDEL: &str = r#"
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"#;
-
-const RESERVE: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"#;
-
-const TOUCH: &str = r#"
-local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 1
-"#;
-
-/// Records a sync time, monotonic, only for an existing record.
-const MARK_SYNCED: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
-return 1
-"#;
-
-/// Writes a record; activity and sync times are kept in their own hashes and only move
-/// forward, so a writer holding an older copy cannot roll them back.
-const PUT_RECORD: &str = r#"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local a = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if tonumber(ARGV[3]) > a then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
-if ARGV[4] ~= '' then
-  local s = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-  if tonumber(ARGV[4]) > s then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
-end
-return 1
-"#;
-
-const PUSH_UNIQUE: &str = r#"
-if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-return redis.call('RPUSH', KEYS[1], ARGV[1])
-"#;
-
-const LOCK: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if cur then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"#;
-
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
 
 impl RedisStore {
     /// Connects (with reconnection handled by the connection manager) and checks the
@@ -150,6 +86,28 @@ impl RedisStore {
             rec.last_synced_ms = rec.last_synced_ms.max(synced);
         }
         Ok(rec)
+    }
+
+    /// Runs one of the "only move forward" scripts on `keys` for a workspace.
+    async fn raise(
+        &self,
+        script: &str,
+        keys: &[&str],
+        workspace_id: &str,
+        value: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let script = Script::new(script);
+        let mut call = script.prepare_invoke();
+        for k in keys {
+            call.key(self.key(k));
+        }
+        call.arg(workspace_id)
+            .arg(value)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     fn encode(rec: &WorkspaceRecord) -> Result<String, StoreError> {
@@ -316,28 +274,12 @@ impl StateStore for RedisStore {
     }
 
     async fn touch(&self, workspace_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        Script::new(TOUCH)
-            .key(self.key("active"))
-            .arg(workspace_id)
-            .arg(now_ms)
-            .invoke_async::<i64>(&mut c)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        self.raise(TOUCH, &["active"], workspace_id, now_ms).await
     }
 
     async fn mark_synced(&self, workspace_id: &str, at_ms: i64) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        Script::new(MARK_SYNCED)
-            .key(self.key("records"))
-            .key(self.key("synced"))
-            .arg(workspace_id)
-            .arg(at_ms)
-            .invoke_async::<i64>(&mut c)
+        self.raise(MARK_SYNCED, &["records", "synced"], workspace_id, at_ms)
             .await
-            .map(|_| ())
-            .map_err(unavailable)
     }
 
     async fn reserve(&self, record: &WorkspaceRecord, cap: usize) -> Result<bool, StoreError> {

@@ -5,7 +5,7 @@
 //! Environment: nested keys use `__` (`CP_DOCKER__IMAGE=...`); API tokens have a
 //! compact form `CP_API_TOKENS="tenant-a:token1,tenant-b:token2"`.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
@@ -13,10 +13,14 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+mod docker;
+
+pub use docker::{looks_like_credential, parse_size, DockerConfig};
+
 /// The seccomp profile shipped with the project (`deployment/seccomp/`), embedded so a
 /// fresh binary has a safe default without any file on disk.
 pub const EMBEDDED_SECCOMP_PROFILE: &str =
-    include_str!("../../deployment/seccomp/workspace-seccomp.json");
+    include_str!("../../../deployment/seccomp/workspace-seccomp.json");
 
 /// Smallest pids limit that leaves room for gVisor's Sentry and gofer host threads.
 pub const MIN_PIDS_LIMIT_RUNSC: i64 = 192;
@@ -142,45 +146,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Hardening and sizing of workspace containers on a Docker engine. Every security
-/// layer is on by default; see `docs/security.md` for what each one stops.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DockerConfig {
-    /// Docker socket; empty means `DOCKER_HOST` or `/var/run/docker.sock`.
-    pub socket: String,
-    /// Workspace image (the offline image locally, `deployment/images/` in production).
-    pub image: String,
-    /// Host directory holding one socket directory per workspace.
-    pub socket_root: PathBuf,
-    /// Where the agent's (writable) socket directory is mounted in the container.
-    pub socket_mount: String,
-    /// Where the (read-only) directory of the egress proxy's socket is mounted.
-    pub egress_mount: String,
-    /// OCI runtime (`runsc` for gVisor); empty means the engine's default.
-    pub oci_runtime: String,
-    /// Seccomp profile file; empty means the embedded profile.
-    pub seccomp_profile: String,
-    /// AppArmor profile name; empty means none is requested.
-    pub apparmor_profile: String,
-    /// User inside the container.
-    pub user: String,
-    /// Host uid owning the per-workspace socket directory (the sandbox user's uid as
-    /// the host sees it; with userns-remap, the remapped uid).
-    pub socket_dir_owner_uid: u32,
-    pub memory_bytes: i64,
-    /// CPU quota in cores (e.g. 2.0).
-    pub cpus: f64,
-    pub pids_limit: i64,
-    /// Size of the writable `/workspace` tmpfs; a write beyond it fails with ENOSPC.
-    pub workspace_size: String,
-    pub tmp_size: String,
-    pub home_size: String,
-    pub run_size: String,
-    /// Extra environment for the agent; names that look like credentials are refused.
-    pub extra_env: BTreeMap<String, String>,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -224,32 +189,6 @@ impl Default for Config {
     }
 }
 
-impl Default for DockerConfig {
-    fn default() -> Self {
-        Self {
-            socket: String::new(),
-            image: "workspace-offline:latest".into(),
-            socket_root: PathBuf::from("/run/agent-workspaces"),
-            socket_mount: "/run/workspace".into(),
-            egress_mount: "/run/egress".into(),
-            oci_runtime: String::new(),
-            seccomp_profile: String::new(),
-            apparmor_profile: String::new(),
-            user: "1000:1000".into(),
-            socket_dir_owner_uid: 1000,
-            memory_bytes: 2 * 1024 * 1024 * 1024,
-            cpus: 2.0,
-            pids_limit: 256,
-            workspace_size: "1g".into(),
-            tmp_size: "256m".into(),
-            home_size: "256m".into(),
-            run_size: "16m".into(),
-            extra_env: BTreeMap::new(),
-        }
-    }
-}
-
-/// A configuration that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
@@ -379,105 +318,6 @@ impl Config {
     }
 }
 
-impl DockerConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.image.trim().is_empty() {
-            return Err(invalid("docker.image", "must not be empty"));
-        }
-        if !self.socket_root.is_absolute() {
-            return Err(invalid("docker.socket_root", "must be an absolute path"));
-        }
-        if !self.socket_mount.starts_with('/') {
-            return Err(invalid("docker.socket_mount", "must be an absolute path"));
-        }
-        if !self.egress_mount.starts_with('/') || self.egress_mount == self.socket_mount {
-            return Err(invalid(
-                "docker.egress_mount",
-                "must be an absolute path other than docker.socket_mount",
-            ));
-        }
-        if self.memory_bytes < 64 * 1024 * 1024 {
-            return Err(invalid("docker.memory_bytes", "must be at least 64 MiB"));
-        }
-        if !(self.cpus > 0.0 && self.cpus <= 256.0) {
-            return Err(invalid("docker.cpus", "must be in (0, 256]"));
-        }
-        if self.pids_limit < 16 {
-            return Err(invalid("docker.pids_limit", "must be at least 16"));
-        }
-        if self.oci_runtime == "runsc" && self.pids_limit < MIN_PIDS_LIMIT_RUNSC {
-            return Err(invalid(
-                "docker.pids_limit",
-                format!(
-                    "with runsc the limit also counts gVisor's own host threads (about 80 when idle): use at least {MIN_PIDS_LIMIT_RUNSC}"
-                ),
-            ));
-        }
-        for (field, v) in [
-            ("docker.workspace_size", &self.workspace_size),
-            ("docker.tmp_size", &self.tmp_size),
-            ("docker.home_size", &self.home_size),
-            ("docker.run_size", &self.run_size),
-        ] {
-            if parse_size(v).is_none() {
-                return Err(invalid(
-                    field,
-                    format!("{v:?} is not a size like 512m or 1g"),
-                ));
-            }
-        }
-        if self.user.split(':').any(|p| p == "0" || p == "root") {
-            return Err(invalid("docker.user", "workspaces never run as root"));
-        }
-        for key in self.extra_env.keys() {
-            if looks_like_credential(key) {
-                return Err(invalid(
-                    "docker.extra_env",
-                    format!("{key} looks like a credential; the sandbox never holds one (the egress proxy injects credentials)"),
-                ));
-            }
-        }
-        if !self.seccomp_profile.is_empty() {
-            let text = std::fs::read_to_string(&self.seccomp_profile).map_err(|e| {
-                invalid(
-                    "docker.seccomp_profile",
-                    format!("cannot read {}: {e}", self.seccomp_profile),
-                )
-            })?;
-            serde_json::from_str::<serde_json::Value>(&text)
-                .map_err(|e| invalid("docker.seccomp_profile", format!("not valid JSON: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// The seccomp profile's JSON content (from the file, or the embedded one).
-    pub fn seccomp_profile_content(&self) -> std::io::Result<String> {
-        if self.seccomp_profile.is_empty() {
-            Ok(EMBEDDED_SECCOMP_PROFILE.to_string())
-        } else {
-            std::fs::read_to_string(&self.seccomp_profile)
-        }
-    }
-}
-
-/// True for environment names that would carry a credential into the sandbox.
-pub fn looks_like_credential(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    n.starts_with("AWS_")
-        || n.starts_with("ANTHROPIC_API")
-        || [
-            "TOKEN",
-            "SECRET",
-            "PASSWORD",
-            "PASSWD",
-            "CREDENTIAL",
-            "API_KEY",
-            "PRIVATE_KEY",
-        ]
-        .iter()
-        .any(|w| n.contains(w))
-}
-
 /// Parses `tenant:token[:admin][,tenant:token[:admin]...]`.
 pub fn parse_compact_tokens(s: &str) -> Result<Vec<TokenConfig>, ConfigError> {
     s.split(',')
@@ -510,165 +350,5 @@ pub fn parse_compact_tokens(s: &str) -> Result<Vec<TokenConfig>, ConfigError> {
         .collect()
 }
 
-/// Parses sizes like `512m`, `1g`, `65536k`, `1024` into bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mult) = match s.strip_suffix(['k', 'm', 'g']) {
-        Some(n) => (
-            n,
-            match s.chars().last() {
-                Some('k') => 1u64 << 10,
-                Some('m') => 1 << 20,
-                _ => 1 << 30,
-            },
-        ),
-        None => (s.as_str(), 1),
-    };
-    let n: u64 = num.parse().ok()?;
-    (n > 0).then_some(n.checked_mul(mult)?)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn valid() -> Config {
-        Config {
-            tokens: vec![TokenConfig {
-                tenant: "t1".into(),
-                token: "0123456789abcdef".into(),
-                admin: false,
-            }],
-            ..Config::default()
-        }
-    }
-
-    #[test]
-    fn defaults_with_a_token_are_valid() {
-        valid().validate().unwrap();
-    }
-
-    type Mutation = Box<dyn Fn(&mut Config)>;
-
-    #[test]
-    fn rejects_bad_settings_with_the_field_named() {
-        let cases: Vec<(Mutation, &str)> = vec![
-            (Box::new(|c| c.tokens.clear()), "tokens"),
-            (
-                Box::new(|c| c.tokens[0].token = "short".into()),
-                "tokens.token",
-            ),
-            (
-                Box::new(|c| c.tokens[0].tenant = "a/b".into()),
-                "tokens.tenant",
-            ),
-            (
-                Box::new(|c| {
-                    let t = c.tokens[0].clone();
-                    c.tokens.push(t)
-                }),
-                "tokens.token",
-            ),
-            (Box::new(|c| c.docker.image.clear()), "docker.image"),
-            (
-                Box::new(|c| c.docker.socket_root = "rel".into()),
-                "docker.socket_root",
-            ),
-            (
-                Box::new(|c| c.docker.workspace_size = "lots".into()),
-                "docker.workspace_size",
-            ),
-            (Box::new(|c| c.docker.user = "0:0".into()), "docker.user"),
-            (Box::new(|c| c.docker.cpus = 0.0), "docker.cpus"),
-            (Box::new(|c| c.pool.min = c.pool.max + 1), "pool.min"),
-            (Box::new(|c| c.pool.max = c.max_workspaces + 1), "pool.max"),
-            (
-                Box::new(|c| {
-                    c.store.kind = StoreKind::Redis;
-                    c.store.redis_url = "localhost:6379".into();
-                }),
-                "store.redis_url",
-            ),
-            (
-                Box::new(|c| {
-                    c.docker.oci_runtime = "runsc".into();
-                    c.docker.pids_limit = 64;
-                }),
-                "docker.pids_limit",
-            ),
-            (
-                Box::new(|c| {
-                    c.docker
-                        .extra_env
-                        .insert("AWS_SECRET_ACCESS_KEY".into(), "x".into());
-                }),
-                "docker.extra_env",
-            ),
-            (
-                Box::new(|c| {
-                    c.docker.extra_env.insert("GITHUB_TOKEN".into(), "x".into());
-                }),
-                "docker.extra_env",
-            ),
-            (
-                Box::new(|c| c.docker.seccomp_profile = "/nonexistent/profile.json".into()),
-                "docker.seccomp_profile",
-            ),
-        ];
-        for (mutate, field) in cases {
-            let mut c = valid();
-            mutate(&mut c);
-            match c.validate() {
-                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
-                other => panic!("expected invalid {field}, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn sizes_and_compact_tokens() {
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("512m"), Some(512 << 20));
-        assert_eq!(parse_size("65536k"), Some(65536 << 10));
-        assert_eq!(parse_size("0"), None);
-        assert_eq!(parse_size("x"), None);
-        let t = parse_compact_tokens("a:0123456789abcdef, b:fedcba9876543210").unwrap();
-        assert_eq!(t.len(), 2);
-        assert_eq!(t[1].tenant, "b");
-        assert!(parse_compact_tokens("nocolon").is_err());
-        assert!(parse_compact_tokens("a:0123456789abcdef:admin").unwrap()[0].admin);
-        assert!(parse_compact_tokens("a:0123456789abcdef:root").is_err());
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment::Jail's signature
-    fn toml_file_and_env_layers() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "cp.toml",
-                r#"
-                listen = "127.0.0.1:9999"
-                [[tokens]]
-                tenant = "acme"
-                token = "0123456789abcdef"
-                [docker]
-                pids_limit = 64
-                "#,
-            )?;
-            jail.set_env("CP_DOCKER__IMAGE", "img:1");
-            let cfg = Config::from_figment(Config::figment(Some("cp.toml".as_ref())))
-                .map_err(|e| e.to_string())?;
-            assert_eq!(cfg.listen.port(), 9999);
-            assert_eq!(cfg.docker.pids_limit, 64);
-            assert_eq!(cfg.docker.image, "img:1");
-            assert_eq!(cfg.tokens[0].tenant, "acme");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn embedded_seccomp_profile_is_json() {
-        let v: serde_json::Value = serde_json::from_str(EMBEDDED_SECCOMP_PROFILE).unwrap();
-        assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
-    }
-}
+mod tests;
