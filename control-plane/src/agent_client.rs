@@ -2,6 +2,12 @@
 //! health, execute (decoding the agent's SSE into [`Event`]s), and pass-through of
 //! file requests. One HTTP/1.1 connection per request: dropping a response closes its
 //! connection, which is how a caller's disconnect reaches the agent.
+//!
+//! The agent runs as the sandbox's uid, so everything it answers is hostile input:
+//! every call has deadlines (connect, response head, a whole small body, silence on a
+//! stream) and every body read into memory has a size cap ([`Limits`]). An agent that
+//! misses them fails the call with [`AgentError::Timeout`] or
+//! [`AgentError::TooLarge`]; the callers treat that as a lost workspace.
 
 use std::{pin::Pin, time::Duration};
 
@@ -13,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixStream};
-use wire::{self, AgentHealth, ErrorBody, Event, ExecuteRequest, SseDecoder};
+use wire::{self, AgentHealth, ErrorBody, Event, ExecuteRequest, SseDecodeError, SseDecoder};
 
 use crate::runtime::Endpoint;
 
@@ -30,6 +36,50 @@ pub enum AgentError {
     Protocol(String),
     #[error("timed out talking to the agent")]
     Timeout,
+    /// The agent sent more than the call's cap (a body, or one SSE frame).
+    #[error("the agent's answer exceeds {0} bytes")]
+    TooLarge(u64),
+}
+
+/// Deadlines and size caps of the calls to an agent.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connect and HTTP handshake.
+    pub connect: Duration,
+    /// From the request sent to the response head (the agent answers an execute's head
+    /// at once; an archive import's after extracting it).
+    pub head: Duration,
+    /// The head of an execute's answer (sent once the process is started).
+    pub execute_head: Duration,
+    /// A whole small answer: health, error bodies, import results.
+    pub small_body: Duration,
+    /// A manifest answer (the agent hashes the workspace first).
+    pub manifest: Duration,
+    /// Silence on a stream (SSE or an export) before it is given up; the agent sends
+    /// a keep-alive every 10 s.
+    pub idle: Duration,
+    /// Largest small answer read into memory.
+    pub small_bytes: u64,
+    /// Largest manifest read into memory.
+    pub manifest_bytes: u64,
+    /// Largest SSE frame.
+    pub sse_frame_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            head: Duration::from_secs(600),
+            execute_head: Duration::from_secs(30),
+            small_body: Duration::from_secs(10),
+            manifest: Duration::from_secs(600),
+            idle: Duration::from_secs(60),
+            small_bytes: 64 * 1024,
+            manifest_bytes: 256 * 1024 * 1024,
+            sse_frame_bytes: wire::sse::DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
 }
 
 /// A stream of events decoded from the agent's SSE answer.
@@ -39,15 +89,16 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, AgentError>> + Se
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     endpoint: Endpoint,
-    connect_timeout: Duration,
+    limits: Limits,
 }
 
 impl AgentClient {
     pub fn new(endpoint: Endpoint) -> Self {
-        Self {
-            endpoint,
-            connect_timeout: Duration::from_secs(5),
-        }
+        Self::with_limits(endpoint, Limits::default())
+    }
+
+    pub fn with_limits(endpoint: Endpoint, limits: Limits) -> Self {
+        Self { endpoint, limits }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -78,13 +129,33 @@ impl AgentClient {
                 }
             }
         };
-        let mut sender = tokio::time::timeout(self.connect_timeout, fut)
+        let mut sender = tokio::time::timeout(self.limits.connect, fut)
             .await
             .map_err(|_| AgentError::Timeout)??;
-        sender
-            .send_request(req)
+        tokio::time::timeout(self.limits.head, sender.send_request(req))
             .await
+            .map_err(|_| AgentError::Timeout)?
             .map_err(|e| AgentError::Http(e.to_string()))
+    }
+
+    /// Reads a whole small body within the small-body deadline and cap.
+    async fn small(&self, resp: Response<Incoming>) -> Result<Bytes, AgentError> {
+        let resp = self.error_for_status(resp).await?;
+        collect(
+            resp.into_body(),
+            self.limits.small_bytes,
+            self.limits.small_body,
+        )
+        .await
+    }
+
+    /// Turns an error status into [`AgentError::Status`] with the agent's error body
+    /// (read bounded).
+    pub async fn error_for_status(
+        &self,
+        resp: Response<Incoming>,
+    ) -> Result<Response<Incoming>, AgentError> {
+        error_for_status_within(resp, self.limits).await
     }
 
     fn request(
@@ -100,17 +171,21 @@ impl AgentClient {
             .map_err(|e| AgentError::Protocol(e.to_string()))
     }
 
-    /// `GET /health`.
+    /// `GET /health`, the whole exchange within the small-body deadline.
     pub async fn health(&self) -> Result<AgentHealth, AgentError> {
-        let resp = self
-            .send(Self::request(
-                Method::GET,
-                wire::routes::HEALTH,
-                Body::empty(),
-            )?)
-            .await?;
-        let resp = error_for_status(resp).await?;
-        let bytes = collect(resp.into_body()).await?;
+        let call = async {
+            let resp = self
+                .send(Self::request(
+                    Method::GET,
+                    wire::routes::HEALTH,
+                    Body::empty(),
+                )?)
+                .await?;
+            self.small(resp).await
+        };
+        let bytes = tokio::time::timeout(self.limits.small_body, call)
+            .await
+            .map_err(|_| AgentError::Timeout)??;
         serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol(e.to_string()))
     }
 
@@ -122,8 +197,12 @@ impl AgentClient {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        let resp = error_for_status(self.send(r).await?).await?;
-        Ok(decode_events(resp.into_body()))
+        // The agent answers an execute's head as soon as the process is started.
+        let resp = tokio::time::timeout(self.limits.execute_head, self.send(r))
+            .await
+            .map_err(|_| AgentError::Timeout)??;
+        let resp = self.error_for_status(resp).await?;
+        Ok(decode_events(resp.into_body(), self.limits))
     }
 
     /// Forwards a request (file routes) and returns the agent's response as is.
@@ -176,8 +255,13 @@ impl AgentClient {
         let resp = self
             .send(Self::request(Method::GET, &uri, Body::empty())?)
             .await?;
-        let resp = error_for_status(resp).await?;
-        let bytes = collect(resp.into_body()).await?;
+        let resp = self.error_for_status(resp).await?;
+        let bytes = collect(
+            resp.into_body(),
+            self.limits.manifest_bytes,
+            self.limits.manifest,
+        )
+        .await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| AgentError::Protocol(format!("invalid manifest: {e}")))
     }
@@ -193,7 +277,7 @@ impl AgentClient {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        let resp = error_for_status(self.send(r).await?).await?;
+        let resp = self.error_for_status(self.send(r).await?).await?;
         Ok(resp.into_body())
     }
 
@@ -215,8 +299,8 @@ impl AgentClient {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/x-tar"),
         );
-        let resp = error_for_status(self.send(r).await?).await?;
-        let bytes = collect(resp.into_body()).await?;
+        let resp = self.send(r).await?;
+        let bytes = self.small(resp).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| AgentError::Protocol(format!("invalid import answer: {e}")))
     }
@@ -274,13 +358,23 @@ where
     Ok(sender)
 }
 
-/// Turns an error status into [`AgentError::Status`] with the agent's error body.
+/// Turns an error status into [`AgentError::Status`] with the agent's error body, read
+/// within the default small-body deadline and cap.
 pub async fn error_for_status(resp: Response<Incoming>) -> Result<Response<Incoming>, AgentError> {
+    error_for_status_within(resp, Limits::default()).await
+}
+
+async fn error_for_status_within(
+    resp: Response<Incoming>,
+    limits: Limits,
+) -> Result<Response<Incoming>, AgentError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
-    let bytes = collect(resp.into_body()).await.unwrap_or_default();
+    let bytes = collect(resp.into_body(), limits.small_bytes, limits.small_body)
+        .await
+        .unwrap_or_default();
     let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| {
         ErrorBody::new(
             "agent_error",
@@ -290,37 +384,210 @@ pub async fn error_for_status(resp: Response<Incoming>) -> Result<Response<Incom
     Err(AgentError::Status { status, body })
 }
 
-async fn collect(body: Incoming) -> Result<Bytes, AgentError> {
-    body.collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| AgentError::Http(e.to_string()))
+/// Reads a whole body of at most `max` bytes within `deadline`.
+async fn collect(body: Incoming, max: u64, deadline: Duration) -> Result<Bytes, AgentError> {
+    let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(AgentError::Timeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(AgentError::TooLarge(max))
+        }
+        Ok(Err(e)) => Err(AgentError::Http(e.to_string())),
+    }
 }
 
-fn decode_events(body: Incoming) -> EventStream {
+/// Decodes the agent's SSE body: frames bounded by `limits.sse_frame_bytes` (decoded in
+/// linear time), and no more than `limits.idle` of silence between chunks (the agent
+/// sends keep-alives), so a stopped or hostile agent ends the stream with an error.
+fn decode_events(body: Incoming, limits: Limits) -> EventStream {
     let frames = http_body_util::BodyDataStream::new(body);
+    let dec = SseDecoder::with_max_frame(limits.sse_frame_bytes);
     let stream = futures::stream::unfold(
-        (frames, SseDecoder::new(), std::collections::VecDeque::new()),
-        |(mut frames, mut dec, mut pending)| async move {
+        (frames, dec, std::collections::VecDeque::new(), false),
+        move |(mut frames, mut dec, mut pending, done)| async move {
             loop {
                 if let Some(item) = pending.pop_front() {
-                    return Some((item, (frames, dec, pending)));
+                    return Some((item, (frames, dec, pending, done)));
                 }
-                match frames.next().await {
-                    Some(Ok(chunk)) => {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout(limits.idle, frames.next()).await {
+                    Err(_) => {
+                        return Some((Err(AgentError::Timeout), (frames, dec, pending, true)))
+                    }
+                    Ok(Some(Ok(chunk))) => {
                         for r in dec.push(&chunk) {
-                            pending.push_back(r.map_err(|e| AgentError::Protocol(e.to_string())));
+                            let done_now = matches!(r, Err(SseDecodeError::TooLarge { .. }));
+                            pending.push_back(r.map_err(|e| match e {
+                                SseDecodeError::TooLarge { limit } => {
+                                    AgentError::TooLarge(limit as u64)
+                                }
+                                other => AgentError::Protocol(other.to_string()),
+                            }));
+                            if done_now {
+                                return pending
+                                    .pop_front()
+                                    .map(|item| (item, (frames, dec, pending, true)));
+                            }
                         }
                     }
-                    Some(Err(e)) => {
-                        return Some((Err(AgentError::Http(e.to_string())), (frames, dec, pending)))
+                    Ok(Some(Err(e))) => {
+                        return Some((
+                            Err(AgentError::Http(e.to_string())),
+                            (frames, dec, pending, true),
+                        ))
                     }
-                    None => return None,
+                    Ok(None) => return None,
                 }
             }
         },
     );
     Box::pin(stream)
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    //! A fake agent on a Unix socket that stalls, floods or never ends a frame: every
+    //! call ends within its deadline or cap instead of hanging or buffering without
+    //! bound.
+    use std::time::{Duration, Instant};
+
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    enum Behaviour {
+        /// Accept, read the request, never answer.
+        Stall,
+        /// A 200 head, then an endless body.
+        Flood,
+        /// An SSE head, then one frame that never ends.
+        EndlessFrame,
+        /// An SSE head, then silence.
+        SilentStream,
+    }
+
+    async fn fake_agent(b: Behaviour) -> (tempfile::TempDir, AgentClient) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                match b {
+                    Behaviour::Stall => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Behaviour::Flood => {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                            .await;
+                        let chunk = format!("{:x}\r\n{}\r\n", 65536, "x".repeat(65536));
+                        while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                    }
+                    Behaviour::EndlessFrame | Behaviour::SilentStream => {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                            .await;
+                        if matches!(b, Behaviour::EndlessFrame) {
+                            let head = "data: {\"type\":\"stdout\",\"data\":\"";
+                            let _ = s
+                                .write_all(format!("{:x}\r\n{head}\r\n", head.len()).as_bytes())
+                                .await;
+                            let chunk = format!("{:x}\r\n{}\r\n", 65536, "y".repeat(65536));
+                            while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                        } else {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                    }
+                }
+            }
+        });
+        let limits = Limits {
+            head: Duration::from_millis(500),
+            execute_head: Duration::from_millis(500),
+            small_body: Duration::from_millis(500),
+            manifest: Duration::from_millis(500),
+            idle: Duration::from_millis(500),
+            small_bytes: 1024,
+            manifest_bytes: 1024 * 1024,
+            sse_frame_bytes: 256 * 1024,
+            ..Limits::default()
+        };
+        let client = AgentClient::with_limits(Endpoint::Unix(path), limits);
+        (dir, client)
+    }
+
+    fn cmd() -> ExecuteRequest {
+        ExecuteRequest::Command(wire::CommandSpec {
+            argv: vec!["true".into()],
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stalled_agent_times_out_every_call() {
+        let (_d, client) = fake_agent(Behaviour::Stall).await;
+        let t = Instant::now();
+        assert!(matches!(client.health().await, Err(AgentError::Timeout)));
+        assert!(matches!(
+            client.manifest(&wire::ManifestQuery::default()).await,
+            Err(AgentError::Timeout)
+        ));
+        assert!(matches!(
+            client.execute(&cmd()).await,
+            Err(AgentError::Timeout)
+        ));
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "bounded by the deadlines"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flooding_agent_is_cut_at_the_cap() {
+        let (_d, client) = fake_agent(Behaviour::Flood).await;
+        assert!(matches!(
+            client.health().await,
+            Err(AgentError::TooLarge(1024))
+        ));
+        assert!(matches!(
+            client.manifest(&wire::ManifestQuery::default()).await,
+            Err(AgentError::TooLarge(_)) | Err(AgentError::Timeout)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_never_ends_ends_the_stream_at_the_cap() {
+        let (_d, client) = fake_agent(Behaviour::EndlessFrame).await;
+        let mut events = client.execute(&cmd()).await.expect("the head arrives");
+        let first = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("decided before the test's deadline");
+        assert!(
+            matches!(first, Some(Err(AgentError::TooLarge(_)))),
+            "{first:?}"
+        );
+        assert!(events.next().await.is_none(), "nothing after the refusal");
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_times_out() {
+        let (_d, client) = fake_agent(Behaviour::SilentStream).await;
+        let mut events = client.execute(&cmd()).await.expect("the head arrives");
+        let first = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("decided before the test's deadline");
+        assert!(matches!(first, Some(Err(AgentError::Timeout))), "{first:?}");
+    }
 }
 
 #[cfg(test)]

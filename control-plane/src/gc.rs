@@ -17,17 +17,30 @@ use std::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use futures::StreamExt;
+
 use crate::{
     error::Result,
     fleet::Fleet,
     lifecycle::{Lifecycle, SyncFirst},
     membership::Membership,
-    store::{lease::Lease, WorkspaceState},
+    runtime::RuntimeWorkspace,
+    store::{lease::Lease, WorkspaceRecord, WorkspaceState},
     telemetry::{FleetEvent, RequestContext, Subject},
     time_util::now_ms,
 };
 
 const GC_LEASE: &str = "gc";
+
+/// What a sweep did with one workspace.
+enum Item {
+    Kept,
+    /// Idle or expired for the first time (confirmed by the next sweep).
+    Suspected(&'static str),
+    /// Its container was gone: the record was dropped.
+    Dropped,
+    Destroyed(&'static str),
+}
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -128,8 +141,6 @@ impl Reaper {
         let ctx = RequestContext::system("gc");
         let lifecycle = &self.lifecycle;
         let now = now_ms();
-        let idle_ms = (cfg.idle_ttl_secs as i64).saturating_mul(1000);
-        let max_age_ms = (cfg.absolute_ttl_secs as i64).saturating_mul(1000);
         let grace_ms = (cfg.orphan_grace_secs as i64).saturating_mul(1000);
 
         let records = store.records().await?;
@@ -140,85 +151,41 @@ impl Reaper {
             .map(|w| (w.workspace_id.clone(), w))
             .collect();
         let recorded: HashSet<&str> = records.iter().map(|r| r.workspace_id.as_str()).collect();
-        let mut still_suspect = HashMap::new();
         let previous = self.suspects.lock().map(|m| m.clone()).unwrap_or_default();
 
-        for rec in &records {
-            let ws = rec.workspace_id.as_str();
-            let outcome: Result<Option<&'static str>> = async {
-                match (rec.state, live.get(ws)) {
-                    (WorkspaceState::Starting, _) => {
-                        // A reservation whose creator died mid-create (normally settled
-                        // by `resolve_abandoned_starts`; this is the backstop).
-                        if now - rec.created_at_ms > grace_ms
-                            && !self.membership.instance_alive(&rec.created_by).await?
-                        {
-                            lifecycle
-                                .destroy(rec, "stale_start", SyncFirst::No, &ctx)
-                                .await?;
-                            return Ok(Some("stale_start"));
-                        }
-                        Ok(None)
-                    }
-                    (_, None) => {
-                        // The container vanished: found dead.
-                        lifecycle.found_dead(rec, "gc", "vanished", &ctx).await?;
-                        report.dropped_records += 1;
-                        Ok(None)
-                    }
-                    (_, Some(w)) if !w.running => {
-                        lifecycle.found_dead(rec, "gc", "dead", &ctx).await?;
-                        Ok(Some("dead"))
-                    }
-                    (WorkspaceState::Pooled, _) => {
-                        if now - rec.created_at_ms > max_age_ms && store.pool_remove(ws).await? {
-                            lifecycle
-                                .destroy(rec, "recycled", SyncFirst::No, &ctx)
-                                .await?;
-                            return Ok(Some("recycled"));
-                        }
-                        Ok(None)
-                    }
-                    (WorkspaceState::Bound, _) => {
-                        let expired = now - rec.created_at_ms > max_age_ms;
-                        let running = fleet.running.count(ws) > 0;
-                        let idle = !running && now - rec.last_active_ms > idle_ms;
-                        let reason = if expired {
-                            "expired"
-                        } else if idle {
-                            "idle"
-                        } else {
-                            return Ok(None);
-                        };
-                        if previous.get(ws) != Some(&reason) {
-                            still_suspect.insert(ws.to_string(), reason);
-                            report.suspected += 1;
-                            return Ok(None);
-                        }
-                        // Confirmed on a second sweep. Re-read: activity since?
-                        let fresh = store.record(ws).await?;
-                        if let Some(f) = &fresh {
-                            let idle_now = fleet.running.count(ws) == 0
-                                && now_ms() - f.last_active_ms > idle_ms;
-                            if reason == "idle" && !idle_now {
-                                return Ok(None);
-                            }
-                        }
-                        // Nothing is lost: files are synced before the destroy; a
-                        // failed sync keeps the workspace for the next sweep.
-                        lifecycle
-                            .destroy(rec, reason, SyncFirst::Required, &ctx)
-                            .await?;
-                        Ok(Some(reason))
-                    }
+        // Items run concurrently, each under its own deadline: a workspace whose agent
+        // stalls (or a slow sync) cannot hold up the others or the sweep.
+        let item_timeout = Duration::from_secs(cfg.item_timeout_secs);
+        let futs: Vec<_> = records
+            .iter()
+            .map(|rec| {
+                let running = rec.workspace_id.as_str();
+                let item = self.item(rec, live.get(running), &previous, now, &ctx);
+                async move {
+                    let outcome = match tokio::time::timeout(item_timeout, item).await {
+                        Ok(o) => o,
+                        Err(_) => Err(crate::agent_client::AgentError::Timeout.into()),
+                    };
+                    (rec.workspace_id.clone(), outcome)
                 }
-            }
+            })
+            .collect();
+        let outcomes: Vec<(String, Result<Item>)> = futures::stream::iter(futs)
+            .buffer_unordered(cfg.concurrency.max(1))
+            .collect()
             .await;
+        let mut still_suspect = HashMap::new();
+        for (ws, outcome) in outcomes {
             match outcome {
-                Ok(Some(reason)) => report.destroyed.push((ws.to_string(), reason.into())),
-                Ok(None) => {}
+                Ok(Item::Kept) => {}
+                Ok(Item::Suspected(reason)) => {
+                    still_suspect.insert(ws, reason);
+                    report.suspected += 1;
+                }
+                Ok(Item::Dropped) => report.dropped_records += 1,
+                Ok(Item::Destroyed(reason)) => report.destroyed.push((ws, reason.into())),
                 Err(e) => {
-                    warn!(workspace_id = ws, error = %e, "gc: item failed");
+                    warn!(workspace_id = %ws, error = %e, "gc: item failed");
                     report.errors += 1;
                 }
             }
@@ -249,5 +216,92 @@ impl Reaper {
             *m = still_suspect;
         }
         Ok(())
+    }
+
+    /// Decides (and does) what one workspace needs.
+    async fn item(
+        &self,
+        rec: &WorkspaceRecord,
+        live: Option<&RuntimeWorkspace>,
+        previous: &HashMap<String, &'static str>,
+        now: i64,
+        ctx: &RequestContext,
+    ) -> Result<Item> {
+        let fleet = self.fleet();
+        let cfg = &fleet.cfg.gc;
+        let lifecycle = &self.lifecycle;
+        let ws = rec.workspace_id.as_str();
+        let idle_ms = (cfg.idle_ttl_secs as i64).saturating_mul(1000);
+        let max_age_ms = (cfg.absolute_ttl_secs as i64).saturating_mul(1000);
+        let sync_grace_ms = (cfg.sync_grace_secs as i64).saturating_mul(1000);
+        let grace_ms = (cfg.orphan_grace_secs as i64).saturating_mul(1000);
+        match (rec.state, live) {
+            (WorkspaceState::Starting, _) => {
+                // A reservation whose creator died mid-create (normally settled by
+                // `resolve_abandoned_starts`; this is the backstop).
+                if now - rec.created_at_ms > grace_ms
+                    && !self.membership.instance_alive(&rec.created_by).await?
+                {
+                    lifecycle
+                        .destroy(rec, "stale_start", SyncFirst::No, ctx)
+                        .await?;
+                    return Ok(Item::Destroyed("stale_start"));
+                }
+                Ok(Item::Kept)
+            }
+            (_, None) => {
+                // The container vanished: found dead.
+                lifecycle.found_dead(rec, "gc", "vanished", ctx).await?;
+                Ok(Item::Dropped)
+            }
+            (_, Some(w)) if !w.running => {
+                lifecycle.found_dead(rec, "gc", "dead", ctx).await?;
+                Ok(Item::Destroyed("dead"))
+            }
+            (WorkspaceState::Pooled, _) => {
+                if now - rec.created_at_ms > max_age_ms && fleet.store.pool_remove(ws).await? {
+                    lifecycle
+                        .destroy(rec, "recycled", SyncFirst::No, ctx)
+                        .await?;
+                    return Ok(Item::Destroyed("recycled"));
+                }
+                Ok(Item::Kept)
+            }
+            (WorkspaceState::Bound, _) => {
+                let age = now - rec.created_at_ms;
+                let expired = age > max_age_ms;
+                let running = fleet.running.count(ws) > 0;
+                let idle = !running && now - rec.last_active_ms > idle_ms;
+                let reason = if expired {
+                    "expired"
+                } else if idle {
+                    "idle"
+                } else {
+                    return Ok(Item::Kept);
+                };
+                if previous.get(ws) != Some(&reason) {
+                    return Ok(Item::Suspected(reason));
+                }
+                // Confirmed on a second sweep. Re-read: activity since?
+                if let Some(f) = fleet.store.record(ws).await? {
+                    let idle_now =
+                        fleet.running.count(ws) == 0 && now_ms() - f.last_active_ms > idle_ms;
+                    if reason == "idle" && !idle_now {
+                        return Ok(Item::Kept);
+                    }
+                }
+                // Nothing is lost: files are synced before the destroy, and a failed
+                // sync keeps the workspace for the next sweep — until the absolute TTL
+                // plus a grace has passed: then the TTL wins, the last good stored
+                // manifest stays, and the audit line says `destroyed_without_sync`.
+                let sync_first = if age > max_age_ms.saturating_add(sync_grace_ms) {
+                    SyncFirst::BestEffort
+                } else {
+                    SyncFirst::Required
+                };
+                lifecycle.destroy(rec, reason, sync_first, ctx).await?;
+                Ok(Item::Destroyed(reason))
+            }
+        }
     }
 }

@@ -146,11 +146,24 @@ impl Membership {
         let f = self.fleet();
         let ctx = RequestContext::system("reconcile");
         let mut report = ReconcileReport::default();
+        // Records first, then containers: a record that is not Starting now has its
+        // container already, so it is in the list below unless it vanished (another
+        // replica may be creating workspaces meanwhile).
+        let records = f.store.records().await?;
         let live = f.runtime.list().await?;
         let live_ids: HashSet<_> = live.iter().map(|w| w.workspace_id.clone()).collect();
 
         for ws in &live {
             let record = f.store.record(&ws.workspace_id).await?;
+            // A creation in flight on another replica (its container may not run yet);
+            // the reaper settles reservations whose creator died.
+            if record
+                .as_ref()
+                .is_some_and(|r| r.state == WorkspaceState::Starting)
+            {
+                report.kept += 1;
+                continue;
+            }
             if !ws.running {
                 info!(workspace_id = %ws.workspace_id, "removing a stopped workspace container");
                 let done = match &record {
@@ -215,11 +228,14 @@ impl Membership {
             report.adopted += 1;
         }
 
-        for rec in f.store.records().await? {
+        for rec in records {
             // A reservation may belong to a creation in flight on another replica; the
             // reaper removes stale ones after a grace period.
             if rec.state == WorkspaceState::Starting || live_ids.contains(&rec.workspace_id) {
                 continue;
+            }
+            if f.store.record(&rec.workspace_id).await?.is_none() {
+                continue; // removed meanwhile
             }
             info!(workspace_id = %rec.workspace_id, "dropping the record of a vanished workspace");
             self.lifecycle

@@ -167,7 +167,18 @@ async fn a_turn_and_every_api_action_write_their_audit_lines_and_metrics() {
         1.0
     );
     assert!(metric(&plane, "workspace_s3_syncs_total").await >= 1.0);
+    assert!(metric(&plane, "workspace_s3_sync_duration_seconds_count").await >= 1.0);
     assert_eq!(metric(&plane, "workspace_active_containers").await, 1.0);
+    assert_eq!(metric(&plane, "workspace_active_executions").await, 0.0);
+    assert_eq!(metric(&plane, "workspace_max_workspaces").await, 200.0);
+    assert!(
+        metric(
+            &plane,
+            r#"workspace_http_responses_total{route="/v1/conversations/{conversation_id}/execute",code="200"}"#
+        )
+        .await
+            >= 1.0
+    );
     assert!(metric(&plane, "workspace_host_memory_percent").await > 0.0);
 
     // A failed execution (timed out).
@@ -290,6 +301,14 @@ async fn a_turn_and_every_api_action_write_their_audit_lines_and_metrics() {
         .unwrap();
     assert_eq!(status(r), 200);
     assert_eq!(log.event("pool_resized", "max", "1").await.outcome, "ok");
+    // With a pool allowed but empty (min 0), a new conversation's claim finds none.
+    plane
+        .execute(TOKEN_ACME, "c2", &cmd_request(&["true"]))
+        .await;
+    assert_eq!(
+        metric(&plane, "workspace_warm_pool_exhausted_total").await,
+        1.0
+    );
 
     // Delete: synced first, then destroyed.
     let deleted = metric(&plane, r#"workspace_gc_destroyed_total{reason="deleted"}"#).await;
@@ -312,7 +331,8 @@ async fn a_turn_and_every_api_action_write_their_audit_lines_and_metrics() {
         metric(&plane, r#"workspace_gc_destroyed_total{reason="deleted"}"#).await,
         deleted + 1.0
     );
-    assert_eq!(metric(&plane, "workspace_active_containers").await, 0.0);
+    // c2 remains.
+    assert_eq!(metric(&plane, "workspace_active_containers").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -321,6 +341,7 @@ async fn dead_workspaces_are_counted_as_crashes_wherever_they_are_found() {
         return;
     }
     let mut cfg = test_config(&new_fleet("crash"));
+    cfg.sync.max_files = 50;
     let log = AuditLog::of(&mut cfg);
     let plane = Plane::start_cfg(cfg).await;
     let runtime = plane.runtime();
@@ -384,6 +405,31 @@ async fn dead_workspaces_are_counted_as_crashes_wherever_they_are_found() {
         1.0
     );
     assert!(runtime.inspect(&b).await.unwrap().is_none(), "removed");
+
+    // A sync that fails (the workspace is over the file limit): refused, counted by
+    // kind, audited with the error.
+    let errors = r#"workspace_s3_sync_errors_total{kind="too_large"}"#;
+    plane
+        .sh(
+            "big",
+            "mkdir m && cd m && for i in $(seq 1 80); do : > f$i; done",
+        )
+        .await;
+    let r = plane
+        .post("/v1/conversations/big/sync", TOKEN_ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let failed = log
+        .find("a forced sync that failed", |r| {
+            r.event == "file_sync_from_container"
+                && r.outcome == "error"
+                && r.detail["trigger"] == "forced"
+        })
+        .await;
+    assert_eq!(failed.detail["kind"], "too_large");
+    assert!(metric(&plane, errors).await >= 1.0);
 }
 
 /// Stops a workspace's container from outside (a crash).
@@ -413,8 +459,13 @@ async fn two_replicas_on_one_redis_report_the_same_gauges() {
     cfg_a.pool.max = 2;
     cfg_a.pool.poll_interval_ms = 200;
     let a = Plane::start_with_store(cfg_a, store(fleet.clone()).await).await;
-    let mut cfg_b = test_config(&fleet);
-    cfg_b.sync.local_dir = a.cfg.sync.local_dir.clone();
+    // Replicas of one fleet share their configuration (B differs only in its sink).
+    let mut cfg_b = a.cfg.clone();
+    cfg_b.listen = "127.0.0.1:0".parse().unwrap();
+    cfg_b.audit = format!("/tmp/cpt/{fleet}-b-audit.log");
+    let log_b = AuditLog {
+        path: cfg_b.audit.clone().into(),
+    };
     let b = Plane::start_with_store(cfg_b, store(fleet.clone()).await).await;
 
     // The pool fills (whichever replica holds the fill lease): both read 2.
@@ -444,6 +495,13 @@ async fn two_replicas_on_one_redis_report_the_same_gauges() {
         }
     ));
     assert_eq!(metric(&b, "workspace_warm_pool_hits_total").await, 1.0);
+    assert_eq!(
+        metric(&b, "workspace_warm_pool_acquire_seconds_count").await,
+        1.0
+    );
+    let claimed = log_b.event("container_claimed", "source", "warm").await;
+    assert_eq!(claimed.conversation_id.as_deref(), Some("warm"));
+    assert_eq!(claimed.actor.as_deref(), Some("token:acme#0"));
     let (pa, pb) = (
         metric(&a, "workspace_warm_pool_size").await,
         metric(&b, "workspace_warm_pool_size").await,
@@ -453,4 +511,60 @@ async fn two_replicas_on_one_redis_report_the_same_gauges() {
         metric(&a, "workspace_active_containers").await,
         metric(&b, "workspace_active_containers").await
     );
+}
+
+/// A workspace whose sync keeps failing (here: more files than the sync allows) is not
+/// immortal: a plain delete refuses (nothing would be saved) but a forced one destroys
+/// it, and the reaper destroys it once past its absolute TTL plus the grace; both are
+/// audited `destroyed_without_sync`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_workspace_whose_sync_keeps_failing_is_not_immortal() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    let mut cfg = test_config(&new_fleet("immortal"));
+    cfg.sync.max_files = 50;
+    cfg.gc.absolute_ttl_secs = 1;
+    cfg.gc.sync_grace_secs = 1;
+    let log = AuditLog::of(&mut cfg);
+    let plane = Plane::start_cfg(cfg).await;
+    let many = "mkdir m && cd m && for i in $(seq 1 80); do : > f$i; done";
+
+    let doomed = workspace_id_of(
+        &plane
+            .execute(TOKEN_ACME, "del", &sh_request(many, None))
+            .await,
+    );
+    let r = plane
+        .delete("/v1/conversations/del/workspace", TOKEN_ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a plain delete keeps what it cannot save");
+    let r = plane
+        .delete("/v1/conversations/del/workspace?force=true", TOKEN_ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = log
+        .event("container_destroyed", "reason", "force_deleted")
+        .await;
+    assert_eq!(line.outcome, "destroyed_without_sync");
+    assert_eq!(line.workspace_id.as_deref(), Some(doomed.as_str()));
+
+    let old = workspace_id_of(
+        &plane
+            .execute(TOKEN_ACME, "ttl", &sh_request(many, None))
+            .await,
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let services = &plane.server.as_ref().unwrap().services;
+    let reaper = Reaper::new(services.lifecycle.clone(), services.membership.clone());
+    assert_eq!(reaper.sweep().await.suspected, 1);
+    let report = reaper.sweep().await;
+    assert_eq!(report.destroyed_ids(), vec![old.as_str()], "{report:?}");
+    let line = log.event("container_destroyed", "reason", "expired").await;
+    assert_eq!(line.outcome, "destroyed_without_sync");
+    assert!(plane.runtime().inspect(&old).await.unwrap().is_none());
 }

@@ -8,7 +8,7 @@ use wire::ExecuteRequest;
 use super::{
     auth::Tenant,
     error::ApiError,
-    extract::{ApiJson, ApiPath},
+    extract::{ApiJson, ApiPath, ApiQuery},
     sse::sse_response,
     types::{Deleted, SyncResult, WorkspaceInfo, WorkspaceList},
     AppState,
@@ -98,13 +98,22 @@ pub async fn get_for_conversation(
 }
 
 /// `DELETE /v1/conversations/{id}/workspace`.
+/// `?force=true`: delete even when the final sync fails (the last stored files stay).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub force: bool,
+}
+
 pub async fn delete_for_conversation(
     State(st): State<AppState>,
     Tenant(tenant, ctx): Tenant,
     ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let key = key(&tenant, &conversation_id)?;
-    if st.services.lifecycle.delete(&key, &ctx).await? {
+    if st.services.lifecycle.delete(&key, q.force, &ctx).await? {
         Ok(Json(Deleted { deleted: true }))
     } else {
         Err(Error::WorkspaceNotFound.into())
@@ -141,6 +150,7 @@ pub async fn delete_by_id(
     State(st): State<AppState>,
     Tenant(tenant, ctx): Tenant,
     ApiPath(workspace_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let rec = st
         .services
@@ -149,7 +159,7 @@ pub async fn delete_by_id(
         .await?;
     let conversation_id = rec.conversation_id.unwrap_or_default();
     let key = key(&tenant, &conversation_id)?;
-    if st.services.lifecycle.delete(&key, &ctx).await? {
+    if st.services.lifecycle.delete(&key, q.force, &ctx).await? {
         Ok(Json(Deleted { deleted: true }))
     } else {
         Err(Error::WorkspaceNotFound.into())

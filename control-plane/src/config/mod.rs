@@ -131,6 +131,13 @@ pub struct GcConfig {
     pub absolute_ttl_secs: u64,
     /// A labelled container without a record is removed once older than this.
     pub orphan_grace_secs: u64,
+    /// Past the absolute TTL plus this, a workspace whose sync keeps failing is
+    /// destroyed anyway (`destroyed_without_sync`; the last stored files stay).
+    pub sync_grace_secs: u64,
+    /// Longest a sweep spends on one workspace (its sync included).
+    pub item_timeout_secs: u64,
+    /// Workspaces handled at once by a sweep.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -173,6 +180,9 @@ impl Default for Config {
                 idle_ttl_secs: 3600,
                 absolute_ttl_secs: 8 * 3600,
                 orphan_grace_secs: 300,
+                sync_grace_secs: 600,
+                item_timeout_secs: 300,
+                concurrency: 4,
             },
             sync: crate::sync::SyncConfig::default(),
             egress: crate::egress::EgressConfig::default(),
@@ -298,6 +308,12 @@ impl Config {
         {
             return Err(invalid(
                 "gc.interval_secs/idle_ttl_secs/absolute_ttl_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.gc.item_timeout_secs == 0 || self.gc.concurrency == 0 {
+            return Err(invalid(
+                "gc.item_timeout_secs/concurrency",
                 "must be greater than 0",
             ));
         }

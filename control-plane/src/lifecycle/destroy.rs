@@ -25,6 +25,10 @@ pub enum SyncFirst {
     /// unless its agent is gone, in which case nothing more can be saved and it is
     /// destroyed with `destroyed_without_sync`.
     Required,
+    /// Try to save; destroy whatever the outcome (a forced delete, a workspace past
+    /// its absolute TTL and grace). A failed save is audited `destroyed_without_sync`;
+    /// the last good stored files stay.
+    BestEffort,
 }
 
 impl Lifecycle {
@@ -38,16 +42,17 @@ impl Lifecycle {
     ) -> Result<()> {
         let fleet = &self.fleet;
         let mut synced = true;
-        if let (SyncFirst::Required, Some(sync)) = (sync_first, &fleet.sync) {
+        let wants_sync = matches!(sync_first, SyncFirst::Required | SyncFirst::BestEffort);
+        if let (true, Some(sync)) = (wants_sync, &fleet.sync) {
             if let Err(e) = sync.sync(rec, SyncTrigger::BeforeDestroy, ctx).await {
-                if AgentClient::new(rec.endpoint.clone())
+                let agent_alive = AgentClient::new(rec.endpoint.clone())
                     .health()
                     .await
-                    .is_ok()
-                {
+                    .is_ok();
+                if sync_first == SyncFirst::Required && agent_alive {
                     return Err(e);
                 }
-                warn!(workspace_id = %rec.workspace_id, error = %e, "destroying a dead workspace without a final sync");
+                warn!(workspace_id = %rec.workspace_id, error = %e, "destroying a workspace without a final sync");
                 synced = false;
             }
         }
@@ -124,14 +129,23 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Destroys the conversation's workspace after saving its files; `false` if it
-    /// had none.
-    pub async fn delete(&self, key: &ConversationKey, ctx: &RequestContext) -> Result<bool> {
+    /// Destroys the conversation's workspace after saving its files (with `force`,
+    /// even when saving fails); `false` if it had none.
+    pub async fn delete(
+        &self,
+        key: &ConversationKey,
+        force: bool,
+        ctx: &RequestContext,
+    ) -> Result<bool> {
+        let (sync_first, reason) = if force {
+            (SyncFirst::BestEffort, "force_deleted")
+        } else {
+            (SyncFirst::Required, "deleted")
+        };
         self.locked(key, || async {
             match self.existing(key).await? {
                 Some(rec) => {
-                    self.destroy(&rec, "deleted", SyncFirst::Required, ctx)
-                        .await?;
+                    self.destroy(&rec, reason, sync_first, ctx).await?;
                     Ok(true)
                 }
                 None => Ok(false),

@@ -33,7 +33,11 @@ pub fn spool_file(dir: &Path) -> Result<(std::fs::File, tempfile::TempPath), Syn
     Ok(f.into_parts())
 }
 
-/// Writes a response body to a new spool file, refusing more than `limit` bytes.
+/// Longest silence of an agent's export before the sync gives up.
+const EXPORT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes a response body to a new spool file, refusing more than `limit` bytes or a
+/// silence longer than [`EXPORT_IDLE`].
 pub async fn spool_body(
     body: Incoming,
     dir: &Path,
@@ -43,7 +47,18 @@ pub async fn spool_body(
     let mut out = tokio::fs::File::from_std(file);
     let mut body = body;
     let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
+    // The agent is sandbox-controlled: a stalled export must not hold a sync forever.
+    loop {
+        let frame = match tokio::time::timeout(EXPORT_IDLE, body.frame()).await {
+            Err(_) => {
+                return Err(SyncError::Export(format!(
+                    "the agent sent nothing for {} s",
+                    EXPORT_IDLE.as_secs()
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
         let frame = frame.map_err(|e| SyncError::Export(format!("the transfer broke off: {e}")))?;
         if let Ok(data) = frame.into_data() {
             total += data.len() as u64;
