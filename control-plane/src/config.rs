@@ -176,6 +176,10 @@ pub struct DockerConfig {
     pub run_size: String,
     /// Extra environment for the agent; names that look like credentials are refused.
     pub extra_env: BTreeMap<String, String>,
+    /// Region Claude Code uses on Bedrock (`AWS_REGION` of the agent, with the
+    /// gateway's Bedrock variables, see `runtime::agent_env`); it must be the egress
+    /// policy's `bedrock.region`. Empty: no Bedrock variables.
+    pub aws_region: String,
 }
 
 impl Default for Config {
@@ -241,6 +245,7 @@ impl Default for DockerConfig {
             home_size: "256m".into(),
             run_size: "16m".into(),
             extra_env: BTreeMap::new(),
+            aws_region: "us-east-1".into(),
         }
     }
 }
@@ -371,6 +376,20 @@ impl Config {
             .validate()
             .map_err(|e| invalid("sync", e.to_string()))?;
         self.egress.validate().map_err(|e| invalid("egress", e))?;
+        let bedrock = &self.egress.default_policy.bedrock;
+        if self.egress.enabled
+            && bedrock.enabled
+            && !self.docker.aws_region.is_empty()
+            && bedrock
+                .region
+                .as_deref()
+                .is_some_and(|r| r != self.docker.aws_region)
+        {
+            return Err(invalid(
+                "docker.aws_region",
+                "must equal egress.default_policy.bedrock.region (the proxy signs for that region only)",
+            ));
+        }
         self.docker.validate()
     }
 }
@@ -459,6 +478,10 @@ impl DockerConfig {
 /// True for environment names that would carry a credential into the sandbox.
 pub fn looks_like_credential(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
+    // The region is not a secret (Claude Code on Bedrock requires it).
+    if matches!(n.as_str(), "AWS_REGION" | "AWS_DEFAULT_REGION") {
+        return false;
+    }
     n.starts_with("AWS_")
         || n.starts_with("ANTHROPIC_API")
         || [
@@ -610,7 +633,17 @@ mod tests {
                 Box::new(|c| c.docker.seccomp_profile = "/nonexistent/profile.json".into()),
                 "docker.seccomp_profile",
             ),
+            (
+                Box::new(|c| c.docker.aws_region = "eu-west-1".into()),
+                "docker.aws_region",
+            ),
         ];
+        // The region is configuration, not a credential.
+        let mut c = valid();
+        c.docker
+            .extra_env
+            .insert("AWS_DEFAULT_REGION".into(), "us-east-1".into());
+        assert!(c.validate().is_ok());
         for (mutate, field) in cases {
             let mut c = valid();
             mutate(&mut c);

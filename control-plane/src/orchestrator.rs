@@ -994,6 +994,12 @@ fn relay_events(
                     Event::Result(_) => "success",
                     _ => "error",
                 };
+                if let Event::Result(wire::ExecResult {
+                    tokens: Some(t), ..
+                }) = &ev
+                {
+                    guard.metrics.count_tokens(&guard.key.tenant_id, t);
+                }
                 drop(guard);
                 if let Some(hook) = sync.take() {
                     hook.after_execute();
