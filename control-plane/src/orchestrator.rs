@@ -505,6 +505,13 @@ impl Orchestrator {
             let _ = self.store.delete_record(&workspace_id).await;
             return Err(e.into());
         }
+        // Its egress listener now, not at the supervisor's next pass: a cold
+        // workspace's first execution must already have its way out.
+        if let Some(egress) = &self.egress {
+            if let Err(e) = egress.ensure(&record).await {
+                warn!(workspace_id = %workspace_id, error = %e, "egress listener not started");
+            }
+        }
         let secs = started.elapsed().as_secs_f64();
         let label = SourceLabel {
             source: if owner.is_some() {
