@@ -490,6 +490,7 @@ async fn agent_mode_maps_the_recorded_stream() {
             "--output-format",
             "stream-json",
             "--verbose",
+            "--include-partial-messages",
             &format!("--resume={sid}"),
             "--model=sonnet",
             "--max-turns=5",
@@ -538,6 +539,7 @@ async fn agent_mode_passes_per_turn_options_as_arguments() {
             "--output-format",
             "stream-json",
             "--verbose",
+            "--include-partial-messages",
             "--permission-mode=acceptEdits",
             "--append-system-prompt=$(id) `id` -- be brief",
             &format!("--mcp-config={mcp_arg}"),
@@ -562,6 +564,12 @@ async fn agent_mode_passes_per_turn_options_as_arguments() {
     assert!(
         !std::path::Path::new(mcp_arg).exists(),
         "the MCP config file outlived the turn"
+    );
+    // The CLI waits for the servers before its first model request.
+    let env = std::fs::read_to_string(a.root.join(".fake-claude-env")).unwrap();
+    assert!(
+        env.lines().any(|l| l == "MCP_CONNECTION_NONBLOCKING=false"),
+        "{env}"
     );
 }
 

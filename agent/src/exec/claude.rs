@@ -36,7 +36,8 @@ pub const CLI_ENV_DEFAULTS: [(&str, &str); 5] = [
     ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
 ];
 
-/// `-p --output-format stream-json --verbose [--resume=id] [--model=m]
+/// `-p --output-format stream-json --verbose --include-partial-messages [--resume=id]
+/// [--model=m]
 /// [--max-turns=n] [--permission-mode=p] [--append-system-prompt=s]
 /// [--allowedTools t...] [--disallowedTools t...] [--mcp-config=file] <extra> --
 /// <prompt>`. Values go in the `--flag=value` form, so none can be read as an option
@@ -44,9 +45,17 @@ pub const CLI_ENV_DEFAULTS: [(&str, &str); 5] = [
 /// elements that `validate` keeps from starting with `-`; the prompt comes last, after
 /// `--`.
 pub fn args(spec: &AgentSpec, extra: &[String], mcp_config: Option<&Path>) -> Vec<String> {
-    let mut a: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
-        .map(String::from)
-        .to_vec();
+    // Partial messages: text reaches the caller as the model streams it, not once
+    // per finished message.
+    let mut a: Vec<String> = [
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut opt = |flag: &str, value: Option<String>| {
         if let Some(v) = value {
             a.push(format!("--{flag}={v}"));
@@ -96,10 +105,16 @@ pub fn mcp_config(servers: &BTreeMap<String, McpServer>) -> serde_json::Value {
     serde_json::json!({ "mcpServers": servers })
 }
 
-/// The CLI's extra environment: [`CLI_ENV_DEFAULTS`] not already set for the agent.
-pub fn env() -> Vec<(OsString, OsString)> {
+/// The CLI's extra environment: [`CLI_ENV_DEFAULTS`] not already set for the agent,
+/// and, for a turn with MCP servers, `MCP_CONNECTION_NONBLOCKING=false`: the CLI
+/// otherwise connects to them in the background and its first model request may go
+/// out before their tools are known (observed with 2.1.332 in about half the turns).
+pub fn env(spec: &AgentSpec) -> Vec<(OsString, OsString)> {
+    let mcp = (!spec.mcp_servers.is_empty()).then_some(("MCP_CONNECTION_NONBLOCKING", "false"));
     CLI_ENV_DEFAULTS
         .iter()
+        .copied()
+        .chain(mcp)
         .filter(|(k, _)| std::env::var_os(k).is_none())
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect()
@@ -325,6 +340,7 @@ mod tests {
                 "--output-format",
                 "stream-json",
                 "--verbose",
+                "--include-partial-messages",
                 "--resume=abc-1",
                 "--model=m1",
                 "--max-turns=3",
@@ -352,6 +368,7 @@ mod tests {
                 "--output-format",
                 "stream-json",
                 "--verbose",
+                "--include-partial-messages",
                 "--",
                 "-rf"
             ]

@@ -208,7 +208,7 @@ impl Executor {
                     .into_iter()
                     .map(OsString::from)
                     .collect(),
-                env: claude::env(),
+                env: claude::env(&a),
                 cwd: self.root.path().to_path_buf(),
                 stdin: None,
             },
