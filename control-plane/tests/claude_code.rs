@@ -11,125 +11,12 @@
 
 mod support;
 
-use std::{sync::OnceLock, time::Duration};
+use std::time::Duration;
 
-use bedrock_standin::{sigv4::Key, BedrockStandIn, McpStandIn, Script, TestCa, ToolCall};
+use bedrock_standin::{Script, ToolCall};
 use futures::StreamExt;
-use proxy_sidecar::PolicyConfig;
-use serde_json::json;
-use support::*;
+use support::{claude::*, *};
 use wire::{AgentSpec, Event, ExecuteRequest, McpServer, PermissionMode, SseDecoder};
-
-pub const CLAUDE_IMAGE: &str = "workspace-claude:latest";
-const REGION: &str = "us-east-1";
-const MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-const MCP_HOST: &str = "mcp.test";
-
-/// The control plane's AWS key (its proxy signs with it) and the MCP server's token:
-/// what the sandbox must never see. Set once in this process's environment, where the
-/// proxy's credential chain reads it; no container inherits the test's environment.
-struct Secrets {
-    access_key_id: String,
-    secret_access_key: String,
-    mcp_token: String,
-}
-
-fn secrets() -> &'static Secrets {
-    static S: OnceLock<Secrets> = OnceLock::new();
-    S.get_or_init(|| {
-        let n = uuid::Uuid::new_v4().simple().to_string();
-        let s = Secrets {
-            access_key_id: format!("AKIASTANDIN{}", &n[..9].to_uppercase()),
-            secret_access_key: format!("standin-secret-{n}"),
-            mcp_token: format!("mcp-token-{}", &n[..16]),
-        };
-        std::env::set_var("AWS_ACCESS_KEY_ID", &s.access_key_id);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", &s.secret_access_key);
-        std::env::remove_var("AWS_SESSION_TOKEN");
-        s
-    })
-}
-
-/// Everything a test needs: the CA, both stand-ins, and a control plane whose
-/// workspaces run the real CLI and whose proxy trusts the CA and routes the two host
-/// names to the stand-ins.
-struct Rig {
-    bedrock: BedrockStandIn,
-    mcp: McpStandIn,
-    plane: Plane,
-}
-
-async fn rig(tag: &str, script: Script) -> Rig {
-    let s = secrets();
-    let ca = TestCa::new().expect("test CA");
-    let key = Key {
-        access_key_id: s.access_key_id.clone(),
-        secret_access_key: s.secret_access_key.clone(),
-        session_token: None,
-        region: REGION.into(),
-    };
-    let bedrock = BedrockStandIn::start(&ca, key, script)
-        .await
-        .expect("Bedrock stand-in");
-    let mcp = McpStandIn::start(&ca, MCP_HOST)
-        .await
-        .expect("MCP stand-in");
-
-    let d = docker().await;
-    if d.inspect_image(CLAUDE_IMAGE).await.is_err() {
-        panic!("image {CLAUDE_IMAGE} is missing: run deployment/images/build-offline.sh --claude");
-    }
-    let mut cfg = test_config(&new_fleet(tag));
-    cfg.docker.image = CLAUDE_IMAGE.into();
-    // The CLI is a 400 MB binary with a JavaScript heap: room for it, its threads and
-    // its files in the sandbox's (still sized) tmpfs mounts.
-    cfg.docker.memory_bytes = 1536 * 1024 * 1024;
-    cfg.docker.pids_limit = 256;
-    cfg.docker.home_size = "64m".into();
-    cfg.docker.tmp_size = "64m".into();
-    cfg.docker.workspace_size = "64m".into();
-    cfg.agent_ready_timeout_secs = 60;
-    cfg.egress.proxy.tls.extra_ca_pem = vec![ca.pem().to_string()];
-    cfg.egress.proxy.test_resolve_overrides = [
-        (bedrock.host.clone(), bedrock.addr),
-        (MCP_HOST.to_string(), mcp.addr),
-    ]
-    .into();
-    cfg.egress.default_policy = serde_json::from_value::<PolicyConfig>(json!({
-        "bedrock": { "enabled": true, "region": REGION, "allow_private": true },
-        "inject": [{
-            "host": MCP_HOST,
-            "headers": { "Authorization": format!("Bearer {}", s.mcp_token) },
-            "allow_private": true
-        }]
-    }))
-    .expect("policy");
-    let plane = Plane::start_cfg(cfg).await;
-    Rig {
-        bedrock,
-        mcp,
-        plane,
-    }
-}
-
-fn turn(prompt: &str, f: impl FnOnce(&mut AgentSpec)) -> ExecuteRequest {
-    let mut a = AgentSpec {
-        prompt: prompt.into(),
-        model: Some(MODEL.into()),
-        max_turns: Some(4),
-        timeout_secs: Some(240),
-        ..Default::default()
-    };
-    f(&mut a);
-    ExecuteRequest::Agent(a)
-}
-
-fn result_of(events: &[Event]) -> &wire::ExecResult {
-    match events.last() {
-        Some(Event::Result(r)) => r,
-        other => panic!("the turn did not end with a result: {other:?}\nall events: {events:#?}"),
-    }
-}
 
 /// The headline story: a turn with per-turn options streams text, runs the model's
 /// Bash command inside the sandbox (its file is then readable through the files API),
@@ -170,19 +57,22 @@ async fn a_real_claude_code_turn_completes_through_the_gateway() {
     });
     let events = r.plane.execute(TOKEN_ACME, "cc-1", &req).await;
 
-    // The stream: text, the tool call, its result, the final result with usage.
-    let text: String = events
+    // The stream: text, the tool call, its result, the final result with usage. Text
+    // streams word by word (partial messages) and is never duplicated by the
+    // finished message that follows.
+    let deltas: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
             Event::TextDelta { text } => Some(text.as_str()),
             _ => None,
         })
         .collect();
-    assert!(
-        text.contains("Creating the proof file now.")
-            && text.contains("The proof file is written."),
-        "text deltas: {text:?}\n{events:#?}"
+    assert_eq!(
+        deltas.concat(),
+        "Creating the proof file now.The proof file is written.",
+        "{events:#?}"
     );
+    assert!(deltas.len() >= 10, "text was not streamed: {deltas:?}");
     let (tool_id, input) = events
         .iter()
         .find_map(|e| match e {
