@@ -396,6 +396,15 @@ async fn agent_with_fixture(args: &[String]) -> (TestAgent, tempfile::TempDir) {
     (a, bin)
 }
 
+/// The arguments of every headless turn, before the per-turn options.
+const CLI_BASE_ARGS: [&str; 5] = [
+    "-p",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+    "--include-partial-messages",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_mode_maps_the_recorded_stream() {
     let fx = fixture("stream.ndjson").to_string_lossy().into_owned();
@@ -486,20 +495,19 @@ async fn agent_mode_maps_the_recorded_stream() {
     assert_eq!(
         args,
         [
-            "-p",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--include-partial-messages",
-            &format!("--resume={sid}"),
-            "--model=sonnet",
-            "--max-turns=5",
-            "--include-partial-messages",
-            "--fixture",
-            &fx,
-            "--",
-            "list the files",
+            &CLI_BASE_ARGS[..],
+            &[
+                &format!("--resume={sid}"),
+                "--model=sonnet",
+                "--max-turns=5",
+                "--include-partial-messages",
+                "--fixture",
+                &fx,
+                "--",
+                "list the files",
+            ]
         ]
+        .concat()
     );
     let env = std::fs::read_to_string(a.root.join(".fake-claude-env")).unwrap();
     for line in [
@@ -535,24 +543,23 @@ async fn agent_mode_passes_per_turn_options_as_arguments() {
     assert_eq!(
         args,
         [
-            "-p",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--include-partial-messages",
-            "--permission-mode=acceptEdits",
-            "--append-system-prompt=$(id) `id` -- be brief",
-            &format!("--mcp-config={mcp_arg}"),
-            "--allowedTools",
-            "Bash(git *)",
-            "Write",
-            "--disallowedTools",
-            "WebFetch",
-            "--fixture",
-            &fx,
-            "--",
-            "go; rm -rf /",
+            &CLI_BASE_ARGS[..],
+            &[
+                "--permission-mode=acceptEdits",
+                "--append-system-prompt=$(id) `id` -- be brief",
+                &format!("--mcp-config={mcp_arg}"),
+                "--allowedTools",
+                "Bash(git *)",
+                "Write",
+                "--disallowedTools",
+                "WebFetch",
+                "--fixture",
+                &fx,
+                "--",
+                "go; rm -rf /",
+            ]
         ]
+        .concat()
     );
     let mcp: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.root.join(".fake-claude-mcp.json")).unwrap())

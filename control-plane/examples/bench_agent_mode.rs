@@ -16,13 +16,15 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "support/timing.rs"]
+mod timing;
 
 use std::time::{Duration, Instant};
 
 use bedrock_standin::{Script, ToolCall};
-use futures::StreamExt;
 use support::{claude::*, Plane, TOKEN_ACME};
-use wire::{Event, SseDecoder};
+use timing::{pct, time_events};
+use wire::Event;
 
 /// (time to the first `text_delta`, time to the `result`) of one turn.
 async fn timed_turn(plane: &Plane, conv: &str) -> (Duration, Duration) {
@@ -36,30 +38,9 @@ async fn timed_turn(plane: &Plane, conv: &str) -> (Duration, Duration) {
         .send()
         .await
         .expect("execute");
-    assert_eq!(resp.status(), 200);
-    let mut first = None;
-    let mut dec = SseDecoder::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        for ev in dec.push(&chunk.expect("chunk")) {
-            match ev.expect("event") {
-                Event::TextDelta { .. } if first.is_none() => first = Some(t0.elapsed()),
-                Event::Result(r) => {
-                    assert!(!r.is_error, "{r:?}");
-                    let first = first.expect("a text_delta before the result");
-                    return (first, t0.elapsed());
-                }
-                Event::Error { code, message } => panic!("{code}: {message}"),
-                _ => {}
-            }
-        }
-    }
-    panic!("stream ended without a result");
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let (first, total, r) = time_events(t0, resp, |e| matches!(e, Event::TextDelta { .. })).await;
+    assert!(!r.is_error, "{r:?}");
+    (first.expect("a text_delta before the result"), total)
 }
 
 fn ms(d: Duration) -> String {
@@ -132,7 +113,13 @@ async fn main() {
         for i in 0..runs {
             // Measure the claim path: wait until the pool has a member.
             for _ in 0..600 {
-                if !orch.store().pool_members().await.unwrap_or_default().is_empty() {
+                if !orch
+                    .store()
+                    .pool_members()
+                    .await
+                    .unwrap_or_default()
+                    .is_empty()
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

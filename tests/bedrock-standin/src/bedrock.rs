@@ -6,15 +6,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::serve::{respond, serve, Received, Serving};
+use crate::sigv4::{self, Key};
+use crate::TestCa;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-
-use crate::serve::{respond, serve, Received};
-use crate::sigv4::{self, Key};
-use crate::TestCa;
 
 /// The tool call the scripted assistant makes when a request offers tools.
 #[derive(Clone, Debug)]
@@ -114,13 +112,7 @@ pub struct BedrockStandIn {
     /// The host name its certificate is for.
     pub host: String,
     state: Arc<State>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for BedrockStandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _serving: Serving,
 }
 
 impl BedrockStandIn {
@@ -139,16 +131,16 @@ impl BedrockStandIn {
             seen: Mutex::new(Vec::new()),
         });
         let s = state.clone();
-        let (addr, task) = serve(tls, move |req| {
+        let serving = serve(tls, move |req| {
             let s = s.clone();
             async move { handle(&s, req) }
         })
         .await?;
         Ok(BedrockStandIn {
-            addr,
+            addr: serving.addr,
             host,
             state,
-            task,
+            _serving: serving,
         })
     }
 

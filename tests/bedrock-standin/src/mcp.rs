@@ -8,14 +8,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::serve::{respond, serve, Received, Serving};
+use crate::TestCa;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-
-use crate::serve::{respond, serve, Received};
-use crate::TestCa;
 
 /// One request the MCP stand-in received.
 #[derive(Clone, Debug)]
@@ -30,13 +28,7 @@ pub struct McpSeen {
 pub struct McpStandIn {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<McpSeen>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for McpStandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _serving: Serving,
 }
 
 impl McpStandIn {
@@ -48,12 +40,16 @@ impl McpStandIn {
         let tls = ca.server_config(&[host])?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let (addr, task) = serve(tls, move |req| {
+        let serving = serve(tls, move |req| {
             let s = s.clone();
             async move { handle(&s, req) }
         })
         .await?;
-        Ok(McpStandIn { addr, seen, task })
+        Ok(McpStandIn {
+            addr: serving.addr,
+            seen,
+            _serving: serving,
+        })
     }
 
     /// Every request so far.

@@ -21,11 +21,20 @@ pub struct Received {
     pub body: Bytes,
 }
 
-/// Serves HTTPS on a fresh loopback port until the returned task is aborted.
-pub async fn serve<F, Fut>(
-    tls: Arc<rustls::ServerConfig>,
-    handle: F,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
+/// A running server: its address; it stops when dropped.
+pub struct Serving {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves HTTPS on a fresh loopback port until the returned [`Serving`] is dropped.
+pub async fn serve<F, Fut>(tls: Arc<rustls::ServerConfig>, handle: F) -> std::io::Result<Serving>
 where
     F: Fn(Received) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -75,7 +84,7 @@ where
             });
         }
     });
-    Ok((addr, task))
+    Ok(Serving { addr, task })
 }
 
 /// A response with a status, a content type and a body.
