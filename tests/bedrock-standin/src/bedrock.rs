@@ -431,6 +431,132 @@ mod tests {
             .is_none());
     }
 
+    /// One HTTP/1.1 exchange with the stand-in over TLS, trusting only the test CA:
+    /// (status, headers, body).
+    async fn exchange(ca: &TestCa, s: &BedrockStandIn, req: &Received) -> (u16, String, Vec<u8>) {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+            .unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(ServerName::try_from(s.host.clone()).unwrap(), tcp)
+            .await
+            .expect("the stand-in's certificate is valid for Bedrock's host name");
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\ncontent-length: {}\r\nconnection: close\r\n",
+            req.target,
+            req.body.len()
+        );
+        for (k, v) in &req.headers {
+            head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&req.body).await.unwrap();
+        let mut raw = Vec::new();
+        let _ = tls.read_to_end(&mut raw).await;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let mut body = raw[split + 4..].to_vec();
+        if head.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, head, body)
+    }
+
+    fn dechunk(mut b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap(), 16).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&b[line_end + 2..line_end + 2 + n]);
+            b = &b[line_end + 4 + n..];
+        }
+    }
+
+    /// The server end to end: TLS for Bedrock's host name, a signed `invoke` answered
+    /// in JSON, a signed stream answered in CRC-checked event-stream frames with the
+    /// scripted tool call, and unsigned or wrongly signed requests refused with
+    /// Bedrock's 403, every one recorded.
+    #[tokio::test]
+    async fn answers_signed_requests_and_refuses_bad_signatures() {
+        let ca = TestCa::new().unwrap();
+        let key = Key {
+            access_key_id: "AKIDSTANDIN".into(),
+            secret_access_key: "standin-secret".into(),
+            session_token: None,
+            region: "us-east-1".into(),
+        };
+        let s = BedrockStandIn::start(&ca, key.clone(), bash())
+            .await
+            .unwrap();
+        let model = "/model/us.anthropic.claude-x-v1%3A0";
+
+        let invoke = crate::sigv4::signed_request(&key, &format!("{model}/invoke"), b"{}");
+        let (status, head, body) = exchange(&ca, &s, &invoke).await;
+        assert_eq!(status, 200, "{head}");
+        let msg: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(msg["content"][0]["text"], "Done.");
+        assert_eq!(msg["model"], "us.anthropic.claude-x-v1:0");
+
+        let with_tools =
+            json!({"tools": [{"name": "Bash"}], "messages": [{"role": "user", "content": "go"}]});
+        let stream = crate::sigv4::signed_request(
+            &key,
+            &format!("{model}/invoke-with-response-stream"),
+            with_tools.to_string().as_bytes(),
+        );
+        let (status, head, body) = exchange(&ca, &s, &stream).await;
+        assert_eq!(status, 200);
+        assert!(
+            head.contains("content-type: application/vnd.amazon.eventstream"),
+            "{head}"
+        );
+        let events = crate::eventstream::decode(&body).unwrap();
+        assert!(events
+            .iter()
+            .any(|e| e["content_block"]["type"] == "tool_use"
+                && e["content_block"]["name"] == "Bash"));
+
+        let mut unsigned = invoke.clone_without_auth();
+        let (status, head, body) = exchange(&ca, &s, &unsigned).await;
+        assert_eq!(status, 403);
+        assert!(
+            head.contains("x-amzn-errortype: invalidsignatureexception"),
+            "{head}"
+        );
+        assert!(String::from_utf8_lossy(&body).contains("signature"));
+        let wrong = Key {
+            secret_access_key: "not-the-secret".into(),
+            ..key.clone()
+        };
+        unsigned = crate::sigv4::signed_request(&wrong, &format!("{model}/invoke"), b"{}");
+        assert_eq!(exchange(&ca, &s, &unsigned).await.0, 403);
+
+        let seen = s.seen();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(
+            seen.iter().map(|q| q.signature.is_ok()).collect::<Vec<_>>(),
+            [true, true, false, false]
+        );
+        assert_eq!(seen[1].tool_names(), ["Bash"]);
+    }
+
     #[test]
     fn model_ids_are_percent_decoded() {
         assert_eq!(

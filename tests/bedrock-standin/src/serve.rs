@@ -13,12 +13,23 @@ use tokio::{net::TcpListener, task::JoinHandle};
 pub const MAX_BODY_BYTES: usize = 32 << 20;
 
 /// A request with its body read.
+#[derive(Clone, Debug)]
 pub struct Received {
     pub method: http::Method,
     /// Path and query exactly as sent.
     pub target: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+}
+
+#[cfg(test)]
+impl Received {
+    /// The same request without its `authorization` header.
+    pub(crate) fn clone_without_auth(&self) -> Received {
+        let mut r = self.clone();
+        r.headers.remove(http::header::AUTHORIZATION);
+        r
+    }
 }
 
 /// A running server: its address; it stops when dropped.

@@ -151,6 +151,47 @@ fn parse_amz_date(s: &str) -> Result<SystemTime, String> {
     Ok(t.assume_utc().into())
 }
 
+/// A request to `target` signed by `key` the way the proxy's gateway signs (for tests).
+#[cfg(test)]
+pub(crate) fn signed_request(key: &Key, target: &str, body: &[u8]) -> Received {
+    let identity =
+        Credentials::new(&key.access_key_id, &key.secret_access_key, None, None, "t").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&key.region)
+        .name("bedrock")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing parameters")
+        .into();
+    let host = format!("bedrock-runtime.{}.amazonaws.com", key.region);
+    let hdrs = [
+        ("host", host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        format!("https://{host}{target}"),
+        hdrs.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .expect("signable request");
+    let (instr, _) = sign(signable, &params).expect("signature").into_parts();
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in hdrs.into_iter().chain(instr.headers()) {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
+            headers.insert(k, v);
+        }
+    }
+    Received {
+        method: http::Method::POST,
+        target: target.into(),
+        headers,
+        body: bytes::Bytes::copy_from_slice(body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,43 +205,8 @@ mod tests {
         }
     }
 
-    /// Signs like the proxy's gateway does.
     fn signed(key: &Key, body: &[u8]) -> Received {
-        let identity =
-            Credentials::new(&key.access_key_id, &key.secret_access_key, None, None, "t").into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("bedrock")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let host = "bedrock-runtime.us-east-1.amazonaws.com";
-        let target = "/model/us.anthropic.claude-x-v1%3A0/invoke";
-        let hdrs = [("host", host), ("content-type", "application/json")];
-        let signable = SignableRequest::new(
-            "POST",
-            format!("https://{host}{target}"),
-            hdrs.into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .unwrap();
-        let (instr, _) = sign(signable, &params).unwrap().into_parts();
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in hdrs.into_iter().chain(instr.headers()) {
-            headers.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        Received {
-            method: http::Method::POST,
-            target: target.into(),
-            headers,
-            body: bytes::Bytes::copy_from_slice(body),
-        }
+        signed_request(key, "/model/us.anthropic.claude-x-v1%3A0/invoke", body)
     }
 
     #[test]
