@@ -295,3 +295,69 @@ async fn resuming_a_session_that_is_still_running_is_409() {
     let again = r.plane.execute(TOKEN_ACME, "cc-2", &resume).await;
     assert!(!result_of(&again).is_error);
 }
+
+/// The permission mode reaches the CLI and decides: the same scripted `Write` is
+/// refused in the default mode (a headless turn has nobody to ask) and done with
+/// `acceptEdits`, the file then readable through the files API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_permission_mode_decides_whether_the_model_may_write() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    let r = rig(
+        "claudewrite",
+        Script {
+            tool: Some(ToolCall::Write {
+                file_path: "/workspace/notes/written.txt".into(),
+                content: "written by the model\n".into(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let write_result = |events: &[Event]| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::ToolResult { is_error, .. } => Some(*is_error),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no tool_result: {events:#?}"))
+    };
+    let read = || async {
+        r.plane
+            .get(
+                "/v1/conversations/cc-3/files?path=notes/written.txt",
+                TOKEN_ACME,
+            )
+            .send()
+            .await
+            .unwrap()
+    };
+
+    let refused = r
+        .plane
+        .execute(TOKEN_ACME, "cc-3", &turn("Write the notes.", |_| {}))
+        .await;
+    assert!(
+        write_result(&refused),
+        "a write without permission succeeded"
+    );
+    assert_eq!(read().await.status(), 404);
+
+    let accepted = r
+        .plane
+        .execute(
+            TOKEN_ACME,
+            "cc-3",
+            &turn("Write the notes.", |a| {
+                a.permission_mode = Some(PermissionMode::AcceptEdits)
+            }),
+        )
+        .await;
+    assert!(!write_result(&accepted), "{accepted:#?}");
+    assert!(!result_of(&accepted).is_error);
+    let file = read().await;
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.text().await.unwrap(), "written by the model\n");
+}
