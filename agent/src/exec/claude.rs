@@ -107,8 +107,9 @@ pub fn mcp_config(servers: &BTreeMap<String, McpServer>) -> serde_json::Value {
 
 /// The CLI's extra environment: [`CLI_ENV_DEFAULTS`] not already set for the agent,
 /// and, for a turn with MCP servers, `MCP_CONNECTION_NONBLOCKING=false`: the CLI
-/// otherwise connects to them in the background and its first model request may go
-/// out before their tools are known (observed with 2.1.332 in about half the turns).
+/// (2.1.332) otherwise connects to them in the background, and its first model request
+/// can go out before their tools are known (seen when the first connection attempt
+/// failed and was retried).
 pub fn env(spec: &AgentSpec) -> Vec<(OsString, OsString)> {
     let mcp = (!spec.mcp_servers.is_empty()).then_some(("MCP_CONNECTION_NONBLOCKING", "false"));
     CLI_ENV_DEFAULTS
@@ -123,6 +124,8 @@ pub fn env(spec: &AgentSpec) -> Vec<(OsString, OsString)> {
 /// The Claude Code sessions with a turn running in this workspace. A turn that
 /// resumes one of them is refused (two CLIs appending to one transcript corrupt it);
 /// a new turn's session joins the set when the CLI announces it (`system`/`init`).
+/// The announced id is the sandbox's word, hostile input like all CLI output: at
+/// worst a process in the workspace blocks resuming that workspace's own sessions.
 #[derive(Debug, Default, Clone)]
 pub struct Sessions(Arc<Mutex<HashSet<String>>>);
 

@@ -247,7 +247,7 @@ impl Reply {
             .and_then(|m| m.last())
             .and_then(|m| m["content"].as_array())
             .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"));
-        let tool_count = body["messages"]
+        let message_count = body["messages"]
             .as_array()
             .map(|m| m.len())
             .unwrap_or_default();
@@ -265,7 +265,11 @@ impl Reply {
                 };
                 Reply {
                     text: script.before.clone(),
-                    tool: Some((format!("toolu_standin_{tool_count:04}"), name.into(), input)),
+                    tool: Some((
+                        format!("toolu_standin_{message_count:04}"),
+                        name.into(),
+                        input,
+                    )),
                     usage: script.usage,
                 }
             }
