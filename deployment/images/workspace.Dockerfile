@@ -20,7 +20,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM ${BASE_IMAGE}
 # The CLI's version is pinned in one place, claude-code.version (also read by the
-# offline builder): a workspace image is a reproducible artefact.
+# offline builder): a workspace image is a reproducible artefact. As in the offline
+# image, the CLI is the native binary of its platform package (npm pack checks the
+# registry's integrity hash); it needs no Node.js (the npm package's installer wants
+# Node >= 22, bookworm has 18). Node.js and npm stay for the agent's own work.
 COPY deployment/images/claude-code.version /tmp/claude-code.version
 
 ENV DEBIAN_FRONTEND=noninteractive
@@ -28,7 +31,12 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates git python3 python3-venv python3-pip nodejs npm \
       procps less file unzip xz-utils jq ripgrep \
- && npm install -g --omit=dev "@anthropic-ai/claude-code@$(tr -d '[:space:]' </tmp/claude-code.version)" \
+ && cd /tmp \
+ && npm pack --silent "@anthropic-ai/claude-code-linux-$(dpkg --print-architecture | sed 's/amd64/x64/')@$(tr -d '[:space:]' </tmp/claude-code.version)" \
+ && tar -xzf anthropic-ai-claude-code-linux-*.tgz package/claude \
+ && install -m 0755 package/claude /usr/local/bin/claude \
+ && rm -rf package anthropic-ai-claude-code-linux-*.tgz \
+ && cd / \
  && npm cache clean --force \
  && python3 -m venv --system-site-packages /opt/venv \
  && groupadd --gid 1000 appuser \
