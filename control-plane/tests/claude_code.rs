@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bedrock_standin::{Script, ToolCall};
 use futures::StreamExt;
+use serde_json::json;
 use support::{claude::*, *};
 use wire::{AgentSpec, Event, ExecuteRequest, McpServer, PermissionMode, SseDecoder};
 
@@ -360,4 +361,24 @@ async fn the_permission_mode_decides_whether_the_model_may_write() {
     let file = read().await;
     assert_eq!(file.status(), 200);
     assert_eq!(file.text().await.unwrap(), "written by the model\n");
+
+    // max_turns reaches it too: one turn allows the tool call but no answer after it
+    // (the same turn without the cap ended without error above).
+    let capped = r
+        .plane
+        .execute(
+            TOKEN_ACME,
+            "cc-3",
+            &turn("Write the notes.", |a| {
+                a.permission_mode = Some(PermissionMode::AcceptEdits);
+                a.max_turns = Some(1);
+            }),
+        )
+        .await;
+    let capped = result_of(&capped);
+    assert!(capped.is_error, "{capped:?}");
+    assert_eq!(
+        capped.usage.as_ref().map(|u| u["subtype"].clone()),
+        Some(json!("error_max_turns"))
+    );
 }
