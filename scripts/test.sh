@@ -3,8 +3,9 @@
 # shellcheck disable=SC2317
 # Runs every test of the project on this machine: installs and starts what the tests
 # need (scripts/setup.sh --test), runs the static checks, builds the offline
-# workspace image, then the Rust tests (unit, integration against the real Docker
-# engine, Redis and moto), and the infrastructure suite. Every stage runs; the
+# workspace images (busybox, and the Claude Code one for agent mode), then the Rust
+# tests (unit, integration against the real Docker engine, Redis and moto), and the
+# infrastructure suite. Every stage runs; the
 # summary lists each with its result and time; the exit code is non-zero if any
 # stage failed.
 #
@@ -37,7 +38,12 @@ stage_static() {
   return "$rc"
 }
 
-stage_image() { bash deployment/images/build-offline.sh; }
+# The offline image, and the agent-mode image with the real Claude Code CLI (fetched
+# from npm once, then reused from ~/.cache/agent-workspaces).
+stage_image() {
+  bash deployment/images/build-offline.sh &&
+    bash deployment/images/build-offline.sh --claude
+}
 
 stage_rust() {
   cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"

@@ -396,6 +396,15 @@ async fn agent_with_fixture(args: &[String]) -> (TestAgent, tempfile::TempDir) {
     (a, bin)
 }
 
+/// The arguments of every headless turn, before the per-turn options.
+const CLI_BASE_ARGS: [&str; 5] = [
+    "-p",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+    "--include-partial-messages",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_mode_maps_the_recorded_stream() {
     let fx = fixture("stream.ndjson").to_string_lossy().into_owned();
@@ -461,6 +470,12 @@ async fn agent_mode_maps_the_recorded_stream() {
             is_error: false,
             session_id: Some(sid.into()),
             text: Some("There is one file: notes.txt.\n\nDone.".into()),
+            tokens: Some(wire::TokenUsage {
+                input_tokens: 10,
+                output_tokens: 128,
+                cache_creation_input_tokens: 1950,
+                cache_read_input_tokens: 39350,
+            }),
             usage: Some(json!({
                 "usage": {"input_tokens":10,"cache_creation_input_tokens":1950,"cache_read_input_tokens":39350,
                           "output_tokens":128,"server_tool_use":{"web_search_requests":0},"service_tier":"standard"},
@@ -480,30 +495,128 @@ async fn agent_mode_maps_the_recorded_stream() {
     assert_eq!(
         args,
         [
-            "-p",
-            "list the files",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--resume",
-            sid,
-            "--model",
-            "sonnet",
-            "--max-turns",
-            "5",
-            "--include-partial-messages",
-            "--fixture",
-            &fx
+            &CLI_BASE_ARGS[..],
+            &[
+                &format!("--resume={sid}"),
+                "--model=sonnet",
+                "--max-turns=5",
+                "--include-partial-messages",
+                "--fixture",
+                &fx,
+                "--",
+                "list the files",
+            ]
         ]
+        .concat()
     );
     let env = std::fs::read_to_string(a.root.join(".fake-claude-env")).unwrap();
     for line in [
         "ANTHROPIC_BEDROCK_BASE_URL=http://127.0.0.1:8080",
         "CLAUDE_CODE_SKIP_BEDROCK_AUTH=1",
         "CLAUDE_CODE_USE_BEDROCK=1",
+        "DISABLE_AUTOUPDATER=1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
     ] {
         assert!(env.lines().any(|l| l == line), "{line} missing from {env}");
     }
+}
+
+/// Per-turn options become argv elements (never a shell string), the MCP servers a
+/// private file the CLI reads, removed when the turn ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_mode_passes_per_turn_options_as_arguments() {
+    let fx = fixture("stream.ndjson").to_string_lossy().into_owned();
+    let (a, _cli) = agent_with_fixture(&["--fixture".into(), fx.clone()]).await;
+    let ev = a
+        .execute_all(json!({"mode":"agent","prompt":"go; rm -rf /",
+            "allowed_tools":["Bash(git *)","Write"],"disallowed_tools":["WebFetch"],
+            "permission_mode":"acceptEdits","append_system_prompt":"$(id) `id` -- be brief",
+            "mcp_servers":{"docs":{"url":"http://mcp.test/mcp"}}}))
+        .await;
+    assert!(matches!(terminal(&ev), Event::Result(_)), "{ev:?}");
+    let args = std::fs::read_to_string(a.root.join(".fake-claude-args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let mcp_arg = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--mcp-config="))
+        .expect("an --mcp-config argument");
+    assert_eq!(
+        args,
+        [
+            &CLI_BASE_ARGS[..],
+            &[
+                "--permission-mode=acceptEdits",
+                "--append-system-prompt=$(id) `id` -- be brief",
+                &format!("--mcp-config={mcp_arg}"),
+                "--allowedTools",
+                "Bash(git *)",
+                "Write",
+                "--disallowedTools",
+                "WebFetch",
+                "--fixture",
+                &fx,
+                "--",
+                "go; rm -rf /",
+            ]
+        ]
+        .concat()
+    );
+    let mcp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.root.join(".fake-claude-mcp.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        mcp,
+        json!({"mcpServers": {"docs": {"type": "http", "url": "http://mcp.test/mcp"}}})
+    );
+    assert!(
+        !std::path::Path::new(mcp_arg).exists(),
+        "the MCP config file outlived the turn"
+    );
+    // The CLI waits for the servers before its first model request.
+    let env = std::fs::read_to_string(a.root.join(".fake-claude-env")).unwrap();
+    assert!(
+        env.lines().any(|l| l == "MCP_CONNECTION_NONBLOCKING=false"),
+        "{env}"
+    );
+}
+
+/// Two CLIs appending to one session's transcript would corrupt it: while a turn
+/// runs a session, a turn resuming that session is 409 `session_busy`; afterwards it
+/// may resume it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_mode_refuses_to_resume_a_running_session() {
+    let fx = fixture("stream.ndjson").to_string_lossy().into_owned();
+    let (a, _cli) =
+        agent_with_fixture(&["--fixture".into(), fx, "--sleep".into(), "3".into()]).await;
+    let sid = "8f0c1f5e-5d2a-4c59-9a43-0f8e2c1d7b11";
+    // A new turn: its session becomes busy once the CLI announces it.
+    let mut first = a.execute(json!({"mode":"agent","prompt":"a"})).await;
+    assert_eq!(first.status, 200);
+    first
+        .until(Duration::from_secs(10), |e| {
+            matches!(e, Event::TextDelta { .. })
+        })
+        .await;
+    let busy = a
+        .execute(json!({"mode":"agent","prompt":"b","resume_session_id":sid}))
+        .await;
+    assert_eq!(busy.status, 409);
+    assert_eq!(
+        busy.error_body.as_ref().map(|b| b["error"]["code"].clone()),
+        Some(json!("session_busy"))
+    );
+    // Another session is not affected.
+    let other = a
+        .execute(json!({"mode":"agent","prompt":"c","resume_session_id":"other-1"}))
+        .await;
+    assert_eq!(other.status, 200);
+    drop(other);
+    let rest = first.collect(Duration::from_secs(30)).await;
+    assert!(matches!(terminal(&rest), Event::Result(_)), "{rest:?}");
+    let again = a
+        .execute(json!({"mode":"agent","prompt":"d","resume_session_id":sid}))
+        .await;
+    assert_eq!(again.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,11 @@ use control_plane::{
     store::ConversationKey,
 };
 use futures::StreamExt;
-use wire::{CommandSpec, Event, ExecuteRequest, SseDecoder};
+use wire::{CommandSpec, Event, ExecuteRequest};
+
+#[path = "support/timing.rs"]
+mod timing;
+use timing::{pct, time_events};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -67,26 +71,8 @@ async fn timed_execute(
         .send()
         .await
         .expect("execute");
-    assert_eq!(resp.status(), 200);
-    let mut first = None;
-    let mut dec = SseDecoder::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        for ev in dec.push(&chunk.expect("chunk")) {
-            match ev.expect("event") {
-                Event::Stdout { .. } if first.is_none() => first = Some(t0.elapsed()),
-                Event::Result(_) => return (first.unwrap_or_else(|| t0.elapsed()), t0.elapsed()),
-                Event::Error { code, message } => panic!("{code}: {message}"),
-                _ => {}
-            }
-        }
-    }
-    panic!("stream ended without a result");
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let (first, total, _) = time_events(t0, resp, |e| matches!(e, Event::Stdout { .. })).await;
+    (first.unwrap_or(total), total)
 }
 
 fn ms(d: Duration) -> String {

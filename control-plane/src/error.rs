@@ -1,4 +1,4 @@
-//! The control plane's domain error, shared by the orchestrator and its parts; the
+//! The control plane's domain error, shared by the services and their parts; the
 //! API maps it once to a status code and an error body (`api::error`).
 
 use crate::{agent_client::AgentError, runtime::RuntimeError, store::StoreError};

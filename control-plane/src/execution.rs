@@ -203,6 +203,19 @@ impl ExecutionGuard {
             Event::Result(_) => "success",
             _ => "error",
         };
+        if let Event::Result(wire::ExecResult {
+            tokens: Some(tokens),
+            ..
+        }) = ev
+        {
+            self.fleet.telemetry.emit(
+                &Subject::record(&self.record),
+                &self.ctx,
+                FleetEvent::TokensUsed {
+                    tokens: tokens.clone(),
+                },
+            );
+        }
         if let Some(sync) = &self.fleet.sync {
             sync.sync_soon(self.record.clone(), SyncTrigger::AfterExecute);
         }

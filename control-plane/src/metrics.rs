@@ -68,6 +68,15 @@ pub struct Metrics {
     pub sync_errors: Family<KindLabel, Counter>,
     pub sync_duration_seconds: Histogram,
     pub sync_uploaded_objects: Counter,
+    /// Model tokens of agent turns, by tenant and kind (from the `result` event).
+    pub agent_tokens: Family<TokenLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub tenant: String,
+    /// `input`, `output`, `cache_creation_input`, `cache_read_input`.
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +125,7 @@ impl Metrics {
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ]),
             sync_uploaded_objects: Counter::default(),
+            agent_tokens: Family::default(),
         };
         let r = registry;
         r.register(
@@ -228,7 +238,29 @@ impl Metrics {
             "Reaper sweeps by result",
             m.gc_cycles.clone(),
         );
+        r.register(
+            "workspace_agent_tokens",
+            "Model tokens of agent turns, by tenant and kind",
+            m.agent_tokens.clone(),
+        );
         m
+    }
+
+    /// Counts an agent turn's tokens for `tenant`.
+    pub fn count_tokens(&self, tenant: &str, t: &wire::TokenUsage) {
+        for (kind, n) in [
+            ("input", t.input_tokens),
+            ("output", t.output_tokens),
+            ("cache_creation_input", t.cache_creation_input_tokens),
+            ("cache_read_input", t.cache_read_input_tokens),
+        ] {
+            self.agent_tokens
+                .get_or_create(&TokenLabels {
+                    tenant: tenant.to_string(),
+                    kind: kind.to_string(),
+                })
+                .inc_by(n);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The sandbox attacked from the inside, through the API, on the real Docker engine,
-//! once with runc and once with gVisor (runsc): each check below fails if the
+//! once with runc and once with gVisor (runsc), and once more in the agent-mode image
+//! (the real Claude Code CLI and bash added): each check below fails if the
 //! protection it names is removed from the runtime's container definition.
 
 mod support;
@@ -11,13 +12,17 @@ use wire::Event;
 
 const LEAK_MARKER: &str = "AKIAQWERTYLEAKTEST42";
 
-async fn security_suite(oci_runtime: &str) {
+async fn security_suite(oci_runtime: &str, image: &str) {
     // A credential in the control plane's own environment must never reach a sandbox.
     std::env::set_var("AWS_ACCESS_KEY_ID", LEAK_MARKER);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", format!("{LEAK_MARKER}-secret"));
 
     let mut cfg = test_config(&new_fleet(&format!("sec{oci_runtime}")));
     cfg.docker.oci_runtime = oci_runtime.to_string();
+    if docker().await.inspect_image(image).await.is_err() {
+        panic!("image {image} is missing: run deployment/images/build-offline.sh (--claude)");
+    }
+    cfg.docker.image = image.to_string();
     if oci_runtime == "runsc" {
         // Under gVisor the cgroup also counts the Sentry's own host threads.
         cfg.docker.pids_limit = 256;
@@ -241,7 +246,15 @@ async fn sandbox_holds_under_runc() {
     if !docker_tests_enabled() {
         return;
     }
-    security_suite("").await;
+    security_suite("", IMAGE).await;
+}
+
+#[tokio::test]
+async fn sandbox_holds_in_the_claude_code_image() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    security_suite("", support::claude::CLAUDE_IMAGE).await;
 }
 
 #[tokio::test]
@@ -249,5 +262,5 @@ async fn sandbox_holds_under_gvisor() {
     if !docker_tests_enabled() {
         return;
     }
-    security_suite("runsc").await;
+    security_suite("runsc", IMAGE).await;
 }

@@ -3,29 +3,52 @@
 # Assembles a root file system from busybox (Debian's busybox-static), the workspace
 # agent binary with the shared libraries it links, /etc/passwd with uid 1000, and the
 # mount points the runtime expects, then loads it with `docker import`.
+# With --claude it adds the real Claude Code CLI (the native linux-x64 binary of
+# `@anthropic-ai/claude-code`, at the version pinned in claude-code.version) and
+# Debian's bash, which the CLI's Bash tool runs: the agent-mode image.
 #
-# Usage: deployment/images/build-offline.sh [--release] [--tag NAME] [--agent PATH]
+# Usage: deployment/images/build-offline.sh [--release] [--tag NAME] [--agent PATH] [--claude]
 #   --release     build the agent with the release profile (default: dev, shared with tests)
-#   --tag NAME    image name (default: $WORKSPACE_IMAGE or workspace-offline:latest)
+#   --tag NAME    image name (default: $WORKSPACE_IMAGE or workspace-offline:latest;
+#                 with --claude: $WORKSPACE_CLAUDE_IMAGE or workspace-claude:latest)
 #   --agent PATH  use this agent binary instead of building one
-# The image is rebuilt only when the agent binary or this script changed.
+#   --claude      add the Claude Code CLI and bash (fetched once by fetch-claude-code.sh
+#                 into ~/.cache/agent-workspaces, then reused offline)
+# The image is rebuilt only when the agent binary, the CLI or this script changed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-tag=${WORKSPACE_IMAGE:-workspace-offline:latest}
+tag=""
 profile=dev
 agent_bin=""
+claude=false
 while (($#)); do
   case "$1" in
     --release) profile=release ;;
     --tag) tag=$2; shift ;;
     --agent) agent_bin=$2; shift ;;
+    --claude) claude=true ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+if [[ -z "$tag" ]]; then
+  if $claude; then tag=${WORKSPACE_CLAUDE_IMAGE:-workspace-claude:latest}
+  else tag=${WORKSPACE_IMAGE:-workspace-offline:latest}; fi
+fi
+
 log() { printf '[image] %s\n' "$*" >&2; }
+
+extras=()
+claude_version=""
+if $claude; then
+  claude_version=$(tr -d '[:space:]' <"$repo/deployment/images/claude-code.version")
+  claude_bin=$(bash "$repo/deployment/images/fetch-claude-code.sh")
+  bash_bin=/bin/bash
+  [[ -x "$bash_bin" ]] || { log "bash is required for --claude"; exit 1; }
+  extras=("$claude_bin" "$bash_bin")
+fi
 
 busybox=/bin/busybox
 if [[ ! -x "$busybox" ]] || ldd "$busybox" >/dev/null 2>&1; then
@@ -46,7 +69,7 @@ if [[ -z "$agent_bin" ]]; then
 fi
 [[ -x "$agent_bin" ]] || { log "agent binary not found: $agent_bin"; exit 1; }
 
-fingerprint=$(cat "$agent_bin" "${BASH_SOURCE[0]}" "$busybox" | sha256sum | cut -c1-16)
+fingerprint=$(cat "$agent_bin" "${BASH_SOURCE[0]}" "$busybox" "${extras[@]}" | sha256sum | cut -c1-16)
 current=$(docker image inspect --format '{{ index .Config.Labels "io.agent-workspace.fingerprint" }}' "$tag" 2>/dev/null || true)
 if [[ "$current" == "$fingerprint" ]]; then
   log "$tag is up to date ($fingerprint)"
@@ -64,13 +87,28 @@ done
 cp "$agent_bin" "$stage/usr/local/bin/workspace-agent"
 strip --strip-debug "$stage/usr/local/bin/workspace-agent" 2>/dev/null || true
 
-# The agent's shared libraries (glibc, libgcc_s) and the dynamic loader, at the
-# paths it was linked against.
-while read -r lib; do
-  [[ -n "$lib" && -e "$lib" ]] || continue
-  mkdir -p "$stage$(dirname "$lib")"
-  cp -L "$lib" "$stage$lib"
-done < <(ldd "$agent_bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+# The shared libraries a binary links (glibc, libgcc_s, ...) and the dynamic loader,
+# at the paths it was linked against.
+copy_libs() {
+  local lib
+  while read -r lib; do
+    [[ -n "$lib" && -e "$lib" ]] || continue
+    mkdir -p "$stage$(dirname "$lib")"
+    cp -L "$lib" "$stage$lib"
+  done < <(ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+}
+copy_libs "$agent_bin"
+
+labels="io.agent-workspace.image=offline"
+if $claude; then
+  # /bin/bash is Debian's bash (not a busybox link); /bin/sh stays busybox.
+  rm -f "$stage/bin/bash"
+  cp "$bash_bin" "$stage/bin/bash"
+  copy_libs "$bash_bin"
+  install -m 0755 "$claude_bin" "$stage/usr/local/bin/claude"
+  copy_libs "$claude_bin"
+  labels="io.agent-workspace.image=claude io.agent-workspace.claude-code-version=$claude_version"
+fi
 
 cat >"$stage/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/sbin/nologin
@@ -93,6 +131,6 @@ tar --numeric-owner -C "$stage" -c . | docker import \
   --change 'WORKDIR /workspace' \
   --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin HOME=/home/appuser' \
   --change 'CMD ["/usr/local/bin/workspace-agent"]' \
-  --change "LABEL io.agent-workspace.image=offline io.agent-workspace.fingerprint=$fingerprint" \
+  --change "LABEL $labels io.agent-workspace.fingerprint=$fingerprint" \
   - "$tag" >/dev/null
-log "built $tag"
+log "built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | numfmt --to=si)B)"

@@ -19,22 +19,31 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -m 0755 target/release/workspace-agent /workspace-agent
 
 FROM ${BASE_IMAGE}
-# Pin the CLI: a workspace image is a reproducible artefact.
-ARG CLAUDE_CODE_VERSION=2.1.330
+# The CLI's version is pinned in one place, claude-code.version (also read by the
+# offline builder): a workspace image is a reproducible artefact. As in the offline
+# image, the CLI is the native binary of its platform package (npm pack checks the
+# registry's integrity hash); it needs no Node.js (the npm package's installer wants
+# Node >= 22, bookworm has 18). Node.js and npm stay for the agent's own work.
+COPY deployment/images/claude-code.version /tmp/claude-code.version
 
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates git python3 python3-venv python3-pip nodejs npm \
       procps less file unzip xz-utils jq ripgrep \
- && npm install -g --omit=dev "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
+ && cd /tmp \
+ && npm pack --silent "@anthropic-ai/claude-code-linux-$(dpkg --print-architecture | sed 's/amd64/x64/')@$(tr -d '[:space:]' </tmp/claude-code.version)" \
+ && tar -xzf anthropic-ai-claude-code-linux-*.tgz package/claude \
+ && install -m 0755 package/claude /usr/local/bin/claude \
+ && rm -rf package anthropic-ai-claude-code-linux-*.tgz \
+ && cd / \
  && npm cache clean --force \
  && python3 -m venv --system-site-packages /opt/venv \
  && groupadd --gid 1000 appuser \
  && useradd --uid 1000 --gid 1000 --home-dir /home/appuser --create-home --shell /bin/bash appuser \
  && mkdir -p /workspace /run/workspace \
  && chown 1000:1000 /workspace /home/appuser \
- && rm -rf /var/lib/apt/lists/* /root/.npm
+ && rm -rf /var/lib/apt/lists/* /root/.npm /tmp/claude-code.version
 
 COPY --from=build /workspace-agent /usr/local/bin/workspace-agent
 

@@ -85,13 +85,19 @@ pub struct CommandSpec {
     pub timeout_secs: Option<u64>,
 }
 
-/// One headless Claude Code turn (`claude -p <prompt> --output-format stream-json
-/// --verbose`); the CLI path and extra flags are agent configuration, not request data.
+/// One headless Claude Code turn (`claude -p --output-format stream-json --verbose
+/// ... -- <prompt>`); the CLI path and extra flags are agent configuration, not request
+/// data. Every option becomes its own argv element (never a shell string).
+///
+/// JSON: `{"mode": "agent", "prompt": "fix the tests", "allowed_tools": ["Bash(cargo *)",
+/// "Edit"], "permission_mode": "acceptEdits", "append_system_prompt": "Be brief.",
+/// "mcp_servers": {"docs": {"url": "http://mcp.example.com/mcp"}}}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     pub prompt: String,
-    /// Resume an earlier Claude Code session (`--resume <id>`).
+    /// Resume an earlier Claude Code session (`--resume <id>`). Two turns resuming the
+    /// same session at once are refused (409 `session_busy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_session_id: Option<String>,
     /// Model id passed as `--model`.
@@ -102,6 +108,72 @@ pub struct AgentSpec {
     pub max_turns: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Tools (or tool patterns such as `Bash(git *)`) allowed without asking:
+    /// `--allowedTools`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tools: Vec<String>,
+    /// Tools (or patterns) refused: `--disallowedTools`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disallowed_tools: Vec<String>,
+    /// `--permission-mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<PermissionMode>,
+    /// Text added to the end of the default system prompt: `--append-system-prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append_system_prompt: Option<String>,
+    /// MCP servers for this turn, by name: written to a file passed as `--mcp-config`.
+    /// Reached through the egress proxy, which adds their credentials; a request never
+    /// carries one (no `headers` field exists).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServer>,
+}
+
+/// Claude Code's permission modes (the `--permission-mode` choices of the pinned CLI,
+/// `deployment/images/claude-code.version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionMode {
+    AcceptEdits,
+    Auto,
+    BypassPermissions,
+    Manual,
+    DontAsk,
+    Plan,
+}
+
+impl PermissionMode {
+    /// The CLI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Auto => "auto",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+            PermissionMode::Manual => "manual",
+            PermissionMode::DontAsk => "dontAsk",
+            PermissionMode::Plan => "plan",
+        }
+    }
+}
+
+/// One MCP server of a turn: a plain `http://` URL, which the CLI reaches through the
+/// egress proxy (`HTTP_PROXY`); the proxy connects to the server with TLS and adds the
+/// headers configured for that host (see `docs/proxy.md`, inject mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    pub url: String,
+    /// `http` (streamable HTTP, the default) or `sse`.
+    #[serde(default, rename = "type")]
+    pub transport: McpTransport,
+}
+
+/// An MCP server's transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpTransport {
+    #[default]
+    Http,
+    Sse,
 }
 
 /// Where the workspace serving a request came from.
@@ -227,6 +299,48 @@ pub struct ExecResult {
     /// Agent mode: usage and cost as reported by the CLI, passed through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<serde_json::Value>,
+    /// Agent mode: the turn's token counts, normalised from the CLI's `usage` (absent
+    /// counts are 0). The control plane counts them per tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenUsage>,
+}
+
+/// Token counts of an agent turn (every model call of the turn summed by the CLI).
+///
+/// JSON: `{"input_tokens": 1200, "output_tokens": 80, "cache_creation_input_tokens": 0,
+/// "cache_read_input_tokens": 0}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+}
+
+impl TokenUsage {
+    /// The counts of an Anthropic-style `usage` object (`None` when it holds none).
+    pub fn from_usage(usage: &serde_json::Value) -> Option<TokenUsage> {
+        let n = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
+        let keys = [
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ];
+        if keys.iter().all(|k| n(k).is_none()) {
+            return None;
+        }
+        Some(TokenUsage {
+            input_tokens: n(keys[0]).unwrap_or(0),
+            output_tokens: n(keys[1]).unwrap_or(0),
+            cache_creation_input_tokens: n(keys[2]).unwrap_or(0),
+            cache_read_input_tokens: n(keys[3]).unwrap_or(0),
+        })
+    }
 }
 
 /// Kind of a workspace file-system entry.

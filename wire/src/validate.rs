@@ -6,6 +6,19 @@
 
 use crate::types::{AgentSpec, CommandSpec, ExecuteRequest};
 
+/// Most tools in `allowed_tools` or in `disallowed_tools`.
+pub const MAX_TOOLS: usize = 64;
+/// Longest tool name or pattern.
+pub const MAX_TOOL_LEN: usize = 256;
+/// Longest `append_system_prompt` (bytes).
+pub const MAX_APPEND_SYSTEM_PROMPT: usize = 64 * 1024;
+/// Most MCP servers of a turn.
+pub const MAX_MCP_SERVERS: usize = 16;
+/// Longest MCP server URL.
+pub const MAX_MCP_URL_LEN: usize = 2048;
+/// Largest `max_turns`.
+pub const MAX_TURNS: u32 = 1000;
+
 /// A request refused as a client mistake (HTTP 400 at both ends).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -98,11 +111,92 @@ fn validate_agent(a: &AgentSpec) -> Result<(), Invalid> {
     {
         return Err(invalid("invalid_request", "model must be a model id"));
     }
-    if a.max_turns == Some(0) {
+    if a.max_turns.is_some_and(|n| n == 0 || n > MAX_TURNS) {
         return Err(invalid(
             "invalid_request",
-            "max_turns must be greater than 0",
+            format!("max_turns must be between 1 and {MAX_TURNS}"),
         ));
+    }
+    for (field, tools) in [
+        ("allowed_tools", &a.allowed_tools),
+        ("disallowed_tools", &a.disallowed_tools),
+    ] {
+        validate_tools(field, tools)?;
+    }
+    if let Some(p) = &a.append_system_prompt {
+        if p.len() > MAX_APPEND_SYSTEM_PROMPT || p.contains('\0') {
+            return Err(invalid(
+                "invalid_request",
+                format!("append_system_prompt must be at most {MAX_APPEND_SYSTEM_PROMPT} bytes without NUL"),
+            ));
+        }
+    }
+    if a.mcp_servers.len() > MAX_MCP_SERVERS {
+        return Err(invalid(
+            "invalid_request",
+            format!("at most {MAX_MCP_SERVERS} mcp_servers"),
+        ));
+    }
+    for (name, server) in &a.mcp_servers {
+        validate_mcp_server(name, &server.url)?;
+    }
+    Ok(())
+}
+
+/// Tool names and patterns (`Edit`, `Bash(git *)`, `mcp__docs__lookup`): each is its
+/// own argv element after the option, so one starting with `-` would be read as an
+/// option by the CLI, and a comma or a control character would split or garble it.
+fn validate_tools(field: &str, tools: &[String]) -> Result<(), Invalid> {
+    if tools.len() > MAX_TOOLS {
+        return Err(invalid(
+            "invalid_request",
+            format!("{field}: at most {MAX_TOOLS} entries"),
+        ));
+    }
+    for t in tools {
+        if t.trim().is_empty()
+            || t.len() > MAX_TOOL_LEN
+            || t.starts_with('-')
+            || t.contains(',')
+            || t.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "invalid_request",
+                format!("{field}: {t:?} is not a tool name or pattern (1 to {MAX_TOOL_LEN} characters, not starting with '-', no commas or control characters)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An MCP server: a name of letters, digits, `-` and `_` (it becomes part of tool names,
+/// `mcp__<name>__<tool>`), and a plain `http://host[:port]/path` URL without user info:
+/// the egress proxy is the only way out and adds the server's credentials, so the URL
+/// never carries one and the hop beyond the proxy is TLS.
+fn validate_mcp_server(name: &str, url: &str) -> Result<(), Invalid> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            "invalid_request",
+            format!("mcp_servers: name {name:?} must be 1 to 64 letters, digits, '-' or '_'"),
+        ));
+    }
+    let bad = |why: &str| invalid("invalid_request", format!("mcp_servers.{name}.url: {why}"));
+    if url.len() > MAX_MCP_URL_LEN || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad(
+            "must be a URL of at most 2048 characters without spaces or control characters",
+        ));
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(bad("must start with http:// (the egress proxy makes the TLS connection and adds the credentials)"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad("must name a host and carry no user info"));
     }
     Ok(())
 }
@@ -135,6 +229,45 @@ mod tests {
             agent(|a| a.resume_session_id = Some("abc-123_x".into())).validate(),
             Ok(())
         );
+        assert_eq!(
+            agent(|a| {
+                a.allowed_tools = vec!["Bash(git *)".into(), "Edit".into()];
+                a.disallowed_tools = vec!["WebFetch".into()];
+                a.append_system_prompt = Some("- be brief\n- no emojis".into());
+                a.max_turns = Some(MAX_TURNS);
+                mcp(a, "docs_1", "http://mcp.example.com:8443/mcp?x=1");
+            })
+            .validate(),
+            Ok(())
+        );
+    }
+
+    fn mcp(a: &mut AgentSpec, name: &str, url: &str) {
+        a.mcp_servers.insert(
+            name.into(),
+            crate::types::McpServer {
+                url: url.into(),
+                transport: Default::default(),
+            },
+        );
+    }
+
+    #[test]
+    fn permission_modes_are_the_clis_and_mcp_headers_do_not_exist() {
+        let ok: ExecuteRequest = serde_json::from_str(
+            r#"{"mode":"agent","prompt":"p","permission_mode":"acceptEdits","mcp_servers":{"d":{"url":"http://h/","type":"sse"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.validate(), Ok(()));
+        for bad in [
+            r#"{"mode":"agent","prompt":"p","permission_mode":"yolo"}"#,
+            r#"{"mode":"agent","prompt":"p","mcp_servers":{"d":{"url":"http://h/","headers":{"Authorization":"x"}}}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ExecuteRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -177,6 +310,44 @@ mod tests {
                 "invalid_request",
             ),
             (agent(|a| a.max_turns = Some(0)), "invalid_request"),
+            (
+                agent(|a| a.max_turns = Some(MAX_TURNS + 1)),
+                "invalid_request",
+            ),
+            (
+                agent(|a| a.allowed_tools = vec!["--dangerously-skip-permissions".into()]),
+                "invalid_request",
+            ),
+            (
+                agent(|a| a.disallowed_tools = vec!["Bash,Edit".into()]),
+                "invalid_request",
+            ),
+            (
+                agent(|a| a.allowed_tools = vec!["Bash\n".into()]),
+                "invalid_request",
+            ),
+            (
+                agent(|a| a.allowed_tools = vec!["Read".into(); MAX_TOOLS + 1]),
+                "invalid_request",
+            ),
+            (
+                agent(|a| a.append_system_prompt = Some("x".repeat(MAX_APPEND_SYSTEM_PROMPT + 1))),
+                "invalid_request",
+            ),
+            (
+                agent(|a| mcp(a, "docs", "https://mcp.example.com/")),
+                "invalid_request",
+            ),
+            (
+                agent(|a| mcp(a, "docs", "http://user:pw@mcp.example.com/")),
+                "invalid_request",
+            ),
+            (agent(|a| mcp(a, "docs", "http:///x")), "invalid_request"),
+            (agent(|a| mcp(a, "docs", "http://a b/")), "invalid_request"),
+            (
+                agent(|a| mcp(a, "../x", "http://mcp.example.com/")),
+                "invalid_request",
+            ),
         ];
         for (req, code) in cases {
             let err = req.validate().expect_err(&format!("{req:?}"));

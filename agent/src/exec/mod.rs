@@ -33,6 +33,8 @@ pub struct Executor {
     max_timeout_secs: u64,
     claude_path: String,
     claude_args: Vec<String>,
+    tmp_dir: std::path::PathBuf,
+    sessions: claude::Sessions,
     shutdown: CancellationToken,
 }
 
@@ -41,7 +43,8 @@ pub struct Executor {
 struct Prepared {
     spec: SpawnSpec,
     timeout: Duration,
-    agent_mode: bool,
+    /// Agent mode: what the turn holds until it ends.
+    turn: Option<claude::Turn>,
 }
 
 impl Executor {
@@ -52,6 +55,8 @@ impl Executor {
             max_timeout_secs: config.max_timeout_secs,
             claude_path: config.claude_path.clone(),
             claude_args: config.claude_args.0.clone(),
+            tmp_dir: config.tmp_dir(),
+            sessions: claude::Sessions::default(),
             shutdown,
         }
     }
@@ -83,19 +88,20 @@ impl Executor {
         tracing::info!(
             pid = spawned.pid,
             program = %program,
-            mode = if prepared.agent_mode { "agent" } else { "command" },
+            mode = if prepared.turn.is_some() { "agent" } else { "command" },
             timeout_secs = prepared.timeout.as_secs(),
             "execution started"
         );
         let shutdown = self.shutdown.clone();
         let started = Instant::now();
-        if prepared.agent_mode {
+        if let Some(turn) = prepared.turn {
             tokio::spawn(claude::run(
                 spawned,
                 prepared.timeout,
                 tx,
                 shutdown,
                 started,
+                turn,
             ));
         } else {
             tokio::spawn(command::run(
@@ -174,26 +180,58 @@ impl Executor {
                 stdin: c.stdin.map(String::into_bytes),
             },
             timeout,
-            agent_mode: false,
+            turn: None,
         })
     }
 
+    /// A turn resuming a session that another turn is running is 409 `session_busy`;
+    /// the MCP servers go to a private temporary file the CLI reads (`--mcp-config`).
     fn prepare_agent(&self, a: AgentSpec, timeout: Duration) -> Result<Prepared, ApiError> {
-        // Checked by `ExecuteRequest::validate` in `start`.
+        // Everything else was checked by `ExecuteRequest::validate` in `start`.
+        let claim = match &a.resume_session_id {
+            None => None,
+            Some(id) => Some(self.sessions.claim(id).ok_or_else(|| {
+                ApiError::SessionBusy(format!(
+                    "session {id} has a turn running in this workspace; resume it when that turn has ended"
+                ))
+            })?),
+        };
+        let mcp_config = if a.mcp_servers.is_empty() {
+            None
+        } else {
+            Some(self.write_mcp_config(&a)?)
+        };
         Ok(Prepared {
             spec: SpawnSpec {
                 program: self.claude_path.clone().into(),
-                args: claude::args(&a, &self.claude_args)
+                args: claude::args(&a, &self.claude_args, mcp_config.as_ref().map(|f| f.path()))
                     .into_iter()
                     .map(OsString::from)
                     .collect(),
-                env: claude::env(),
+                env: claude::env(&a),
                 cwd: self.root.path().to_path_buf(),
                 stdin: None,
             },
             timeout,
-            agent_mode: true,
+            turn: Some(claude::Turn {
+                sessions: self.sessions.clone(),
+                claim,
+                mcp_config,
+            }),
         })
+    }
+
+    fn write_mcp_config(&self, a: &AgentSpec) -> Result<tempfile::NamedTempFile, ApiError> {
+        use std::io::Write;
+        let mut f = tempfile::Builder::new()
+            .prefix("workspace-agent-mcp-")
+            .suffix(".json")
+            .tempfile_in(&self.tmp_dir)
+            .map_err(|e| ApiError::Internal(format!("MCP config file: {e}")))?;
+        f.write_all(claude::mcp_config(&a.mcp_servers).to_string().as_bytes())
+            .and_then(|()| f.flush())
+            .map_err(|e| ApiError::Internal(format!("MCP config file: {e}")))?;
+        Ok(f)
     }
 }
 

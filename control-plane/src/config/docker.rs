@@ -45,6 +45,10 @@ pub struct DockerConfig {
     pub run_size: String,
     /// Extra environment for the agent; names that look like credentials are refused.
     pub extra_env: BTreeMap<String, String>,
+    /// Region Claude Code uses on Bedrock (`AWS_REGION` of the agent, with the
+    /// gateway's Bedrock variables, see `runtime::agent_env`); it must be the egress
+    /// policy's `bedrock.region`. Empty: no Bedrock variables.
+    pub aws_region: String,
 }
 
 impl Default for DockerConfig {
@@ -68,6 +72,7 @@ impl Default for DockerConfig {
             home_size: "256m".into(),
             run_size: "16m".into(),
             extra_env: BTreeMap::new(),
+            aws_region: "us-east-1".into(),
         }
     }
 }
@@ -157,6 +162,10 @@ impl DockerConfig {
 /// True for environment names that would carry a credential into the sandbox.
 pub fn looks_like_credential(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
+    // The region is not a secret (Claude Code on Bedrock requires it).
+    if matches!(n.as_str(), "AWS_REGION" | "AWS_DEFAULT_REGION") {
+        return false;
+    }
     n.starts_with("AWS_")
         || n.starts_with("ANTHROPIC_API")
         || [

@@ -330,6 +330,20 @@ impl Config {
             .validate()
             .map_err(|e| invalid("sync", e.to_string()))?;
         self.egress.validate().map_err(|e| invalid("egress", e))?;
+        let bedrock = &self.egress.default_policy.bedrock;
+        if self.egress.enabled
+            && bedrock.enabled
+            && !self.docker.aws_region.is_empty()
+            && bedrock
+                .region
+                .as_deref()
+                .is_some_and(|r| r != self.docker.aws_region)
+        {
+            return Err(invalid(
+                "docker.aws_region",
+                "must equal egress.default_policy.bedrock.region (the proxy signs for that region only)",
+            ));
+        }
         self.docker.validate()
     }
 }

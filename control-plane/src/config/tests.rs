@@ -84,7 +84,17 @@ fn rejects_bad_settings_with_the_field_named() {
             Box::new(|c| c.docker.seccomp_profile = "/nonexistent/profile.json".into()),
             "docker.seccomp_profile",
         ),
+        (
+            Box::new(|c| c.docker.aws_region = "eu-west-1".into()),
+            "docker.aws_region",
+        ),
     ];
+    // The region is configuration, not a credential.
+    let mut c = valid();
+    c.docker
+        .extra_env
+        .insert("AWS_DEFAULT_REGION".into(), "us-east-1".into());
+    assert!(c.validate().is_ok());
     for (mutate, field) in cases {
         let mut c = valid();
         mutate(&mut c);

@@ -169,6 +169,13 @@ impl Lifecycle {
             let _ = fleet.store.delete_record(&workspace_id).await;
             return Err(e.into());
         }
+        // Its egress listener now, not at the supervisor's next pass: a cold
+        // workspace's first execution must already have its way out.
+        if let Some(egress) = &fleet.egress {
+            if let Err(e) = egress.ensure(&record).await {
+                warn!(workspace_id = %workspace_id, error = %e, "egress listener not started");
+            }
+        }
         let startup = started.elapsed();
         fleet.telemetry.emit(
             &Subject::record(&record),

@@ -28,7 +28,7 @@ use bollard::{
 };
 use tracing::{debug, info, warn};
 
-use super::{Endpoint, Runtime, RuntimeError, RuntimeWorkspace, WorkspaceSpec};
+use super::{agent_env, Endpoint, Runtime, RuntimeError, RuntimeWorkspace, WorkspaceSpec};
 use crate::{
     config::{parse_size, DockerConfig},
     time_util,
@@ -177,14 +177,13 @@ impl DockerRuntime {
             "WORKSPACE_AGENT_RELAY_LISTEN=127.0.0.1:8080".into(),
             "HOME=/home/appuser".into(),
             "PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin".into(),
-            "HTTP_PROXY=http://127.0.0.1:8080".into(),
-            "HTTPS_PROXY=http://127.0.0.1:8080".into(),
-            "http_proxy=http://127.0.0.1:8080".into(),
-            "https_proxy=http://127.0.0.1:8080".into(),
-            "NO_PROXY=localhost,127.0.0.1".into(),
-            "no_proxy=localhost,127.0.0.1".into(),
-            "NODE_USE_ENV_PROXY=1".into(),
         ];
+        env.extend(
+            agent_env::proxy_env()
+                .into_iter()
+                .chain(agent_env::bedrock_env(&c.aws_region))
+                .map(|(k, v)| format!("{k}={v}")),
+        );
         env.extend(c.extra_env.iter().map(|(k, v)| format!("{k}={v}")));
 
         let host_config = HostConfig {

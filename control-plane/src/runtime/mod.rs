@@ -2,6 +2,7 @@
 //! list the ones this fleet owns, inspect one. [`docker::DockerRuntime`] runs them on
 //! a Docker engine; the ECS runtime implements the same trait.
 
+pub mod agent_env;
 pub mod docker;
 
 use std::path::PathBuf;

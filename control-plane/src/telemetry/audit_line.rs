@@ -20,7 +20,9 @@ pub(super) fn audit_line(
             "ok",
             json!({ "source": "warm", "wait_ms": wait.as_millis() as u64 }),
         ),
-        FleetEvent::PoolExhausted | FleetEvent::GcSweep { .. } => return None,
+        FleetEvent::PoolExhausted | FleetEvent::GcSweep { .. } | FleetEvent::TokensUsed { .. } => {
+            return None
+        }
         FleetEvent::Destroyed { reason, synced } => (
             "container_destroyed",
             if *synced {

@@ -128,6 +128,10 @@ pub enum FleetEvent {
     Crashed {
         found_by: &'static str,
     },
+    /// An agent turn's model tokens (from its `result`), counted per tenant.
+    TokensUsed {
+        tokens: wire::TokenUsage,
+    },
     ExecutionStarted {
         mode: &'static str,
     },
@@ -210,7 +214,7 @@ impl Telemetry {
 
     /// Handles one event: its metric updates, then its audit line (if it has one).
     pub fn emit(&self, subject: &Subject, ctx: &RequestContext, event: FleetEvent) {
-        self.count(&event);
+        self.count(subject, &event);
         if let Some((name, outcome, detail)) = audit_line(&event) {
             let mut r = AuditRecord::now(name, outcome);
             r.tenant_id = subject.tenant_id.clone();
@@ -223,7 +227,7 @@ impl Telemetry {
         }
     }
 
-    fn count(&self, event: &FleetEvent) {
+    fn count(&self, subject: &Subject, event: &FleetEvent) {
         let m = &self.metrics;
         match event {
             FleetEvent::Created { source, startup } => {
@@ -254,6 +258,9 @@ impl Telemetry {
             }
             FleetEvent::ExecutionStarted { .. } => {
                 m.active_executions.inc();
+            }
+            FleetEvent::TokensUsed { tokens } => {
+                m.count_tokens(subject.tenant_id.as_deref().unwrap_or(""), tokens);
             }
             FleetEvent::ExecutionEnded { outcome, .. } => {
                 m.active_executions.dec();

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod claude;
+
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bollard::{query_parameters::ListContainersOptionsBuilder, Docker};

@@ -28,53 +28,25 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 // ------------------------------------------------------------------ TLS
 
-/// A throw-away CA that signs leaf certificates for test upstreams.
+/// A throw-away CA that signs leaf certificates for test upstreams (the one of
+/// `bedrock-standin`, which the control plane's Claude Code tests also use).
 pub struct TestCa {
     pub pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca: bedrock_standin::TestCa,
 }
 
 impl TestCa {
     pub fn new() -> TestCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "proxy-sidecar test CA");
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
+        let ca = bedrock_standin::TestCa::new().expect("test CA");
         TestCa {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
+            pem: ca.pem().to_string(),
+            ca,
         }
     }
 
     /// A rustls server config with a leaf certificate for `names`.
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let chain = vec![cert.der().clone()];
-        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
-        );
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)
-        .unwrap();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
+        self.ca.server_config(names).expect("leaf certificate")
     }
 
     /// Write the CA certificate to `dir/ca.pem`.

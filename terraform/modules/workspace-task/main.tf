@@ -25,18 +25,23 @@ locals {
   ))
 
   agent_environment = merge(var.agent_environment, {
-    WORKSPACE_AGENT_LISTEN        = "tcp:0.0.0.0:${var.agent_port}"
-    WORKSPACE_AGENT_RELAY_LISTEN  = "off"
-    HTTP_PROXY                    = local.proxy_url
-    HTTPS_PROXY                   = local.proxy_url
-    http_proxy                    = local.proxy_url
-    https_proxy                   = local.proxy_url
-    NO_PROXY                      = "127.0.0.1,localhost"
-    no_proxy                      = "127.0.0.1,localhost"
-    ANTHROPIC_BEDROCK_BASE_URL    = local.proxy_url
-    CLAUDE_CODE_USE_BEDROCK       = "1"
-    CLAUDE_CODE_SKIP_BEDROCK_AUTH = "1"
-    HOME                          = "/home/appuser"
+    WORKSPACE_AGENT_LISTEN       = "tcp:0.0.0.0:${var.agent_port}"
+    WORKSPACE_AGENT_RELAY_LISTEN = "off"
+    HTTP_PROXY                   = local.proxy_url
+    HTTPS_PROXY                  = local.proxy_url
+    http_proxy                   = local.proxy_url
+    https_proxy                  = local.proxy_url
+    NO_PROXY                     = "127.0.0.1,localhost"
+    no_proxy                     = "127.0.0.1,localhost"
+    # Claude Code on Bedrock through the sidecar's gateway, without credentials
+    # (the same variables as the local runtime's control-plane/src/runtime/agent_env.rs).
+    AWS_REGION                               = var.region
+    ANTHROPIC_BEDROCK_BASE_URL               = local.proxy_url
+    CLAUDE_CODE_USE_BEDROCK                  = "1"
+    CLAUDE_CODE_SKIP_BEDROCK_AUTH            = "1"
+    DISABLE_AUTOUPDATER                      = "1"
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+    HOME                                     = "/home/appuser"
   })
 
   proxy_environment = merge(

@@ -98,6 +98,19 @@ run "credentials_reach_only_the_sidecar" {
   }
 
   assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[0].environment : e.name => e.value
+      if contains(["AWS_REGION", "ANTHROPIC_BEDROCK_BASE_URL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_SKIP_BEDROCK_AUTH"], e.name)
+      } == {
+      AWS_REGION                    = "us-east-1"
+      ANTHROPIC_BEDROCK_BASE_URL    = "http://127.0.0.1:8080"
+      CLAUDE_CODE_USE_BEDROCK       = "1"
+      CLAUDE_CODE_SKIP_BEDROCK_AUTH = "1"
+    }
+    error_message = "Claude Code in the agent container reaches Bedrock through the sidecar's gateway, in the task's region, without credentials."
+  }
+
+  assert {
     condition = toset([for s in jsondecode(aws_ecs_task_definition.this.container_definitions)[1].secrets : s.name]) == toset([
       "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MCP_GITHUB_TOKEN",
     ])
