@@ -212,7 +212,7 @@ impl ExecutionGuard {
                 &Subject::record(&self.record),
                 &self.ctx,
                 FleetEvent::TokensUsed {
-                    tokens: tokens.clone(),
+                    tokens: *tokens,
                 },
             );
         }
