@@ -211,9 +211,7 @@ impl ExecutionGuard {
             self.fleet.telemetry.emit(
                 &Subject::record(&self.record),
                 &self.ctx,
-                FleetEvent::TokensUsed {
-                    tokens: *tokens,
-                },
+                FleetEvent::TokensUsed { tokens: *tokens },
             );
         }
         if let Some(sync) = &self.fleet.sync {
