@@ -22,6 +22,7 @@ pub mod local;
 pub mod manifest;
 pub mod object_store;
 pub mod plan;
+mod report;
 mod restore;
 pub mod s3;
 pub mod syncer;

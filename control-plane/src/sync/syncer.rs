@@ -27,7 +27,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -41,62 +41,13 @@ use super::local::LocalDirStore;
 use super::manifest::{self, Origin, StoredManifest, FORMAT};
 use super::object_store::ObjectStore;
 use super::plan::{next_manifest, plan};
+pub use super::report::{RestoreReport, SyncReport};
 use super::s3::S3Store;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::store::ConversationKey;
 
 /// Largest stored manifest read back (100k entries take ~25 MB of JSON).
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
-
-/// What one sync did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncReport {
-    /// File objects uploaded (new or changed content).
-    pub uploaded: u64,
-    /// File objects deleted (files gone or no longer files).
-    pub deleted: u64,
-    /// Bytes uploaded.
-    pub bytes_uploaded: u64,
-    /// Entries (files, directories, symlinks) in the workspace's manifest.
-    pub entries: u64,
-    /// Bytes of all files in the workspace.
-    pub total_bytes: u64,
-    /// Whether a new manifest was written (false when nothing changed).
-    pub manifest_written: bool,
-    /// Entries the agent left out (names not UTF-8, unreadable, special files).
-    pub skipped: u64,
-    /// Files that disappeared between the manifest and their export.
-    pub vanished: u64,
-    /// Objects rewritten in place so the bucket's lifecycle does not age them out
-    /// (`refresh_after_days`).
-    pub refreshed: u64,
-    /// Deletions left over from an earlier sync (recorded in the stored manifest)
-    /// done by this one.
-    pub retried_deletes: u64,
-    /// Deletions that failed and will be retried by the next sync.
-    pub pending_deletes: u64,
-    pub duration: Duration,
-    pub synced_at: OffsetDateTime,
-}
-
-/// What one restore did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreReport {
-    /// Entries restored (files, directories, symlinks).
-    pub entries: u64,
-    pub files: u64,
-    pub bytes: u64,
-    /// Tar batches sent to the agent.
-    pub archives: u64,
-    /// Files whose object is missing from the store (not restored).
-    pub missing: Vec<String>,
-    /// Files whose object did not match the manifest's SHA-256 (a sync interrupted
-    /// between upload and manifest write; the object's newer content was restored).
-    pub mismatched: Vec<String>,
-    /// When the restored state was synced.
-    pub synced_at: OffsetDateTime,
-    pub duration: Duration,
-}
 
 /// Per-conversation sync state (behind the per-key mutex).
 #[derive(Debug, Default)]
