@@ -149,14 +149,7 @@ async fn auth_and_error_answers() {
     assert_eq!(r.status(), 200);
     let r = http.get(plane.url("/health/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let m = http
-        .get(plane.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = plane.metrics_text().await;
     assert!(m.contains("workspace_auth_failures_total"), "{m}");
     assert!(m.contains("workspace_container_startup_seconds"), "{m}");
 }

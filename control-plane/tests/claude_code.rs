@@ -159,14 +159,7 @@ async fn a_real_claude_code_turn_completes_through_the_gateway() {
     }
 
     // The tokens were counted for the tenant.
-    let metrics = r
-        .plane
-        .http
-        .get(r.plane.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = r.plane.metrics_text().await;
     let line = format!(
         "workspace_agent_tokens_total{{tenant=\"acme\",kind=\"input\"}} {}",
         tokens.input_tokens

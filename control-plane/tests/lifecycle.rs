@@ -110,15 +110,7 @@ async fn warm_pool_serves_refills_and_counts_exhaustion() {
     let st = wait_pool_size(&plane, 3).await;
     assert!(st.size <= st.max);
     assert_eq!(plane.container_count().await, 11 + 3);
-    let m = plane
-        .http
-        .get(plane.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = plane.metrics_text().await;
     assert!(metric(&m, "workspace_warm_pool_hits_total") >= 3.0, "{m}");
     assert!(
         metric(&m, "workspace_warm_pool_exhausted_total") >= 1.0,

@@ -167,15 +167,7 @@ async fn files_survive_a_container_crash() {
         other => panic!("expected container_recovered, got {other:?}"),
     }
     assert_eq!(split_output(&events).0, "precious\ndeep\n");
-    let m = plane
-        .http
-        .get(plane.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = plane.metrics_text().await;
     assert!(m.contains("workspace_container_crashes_total 1"), "{m}");
 }
 

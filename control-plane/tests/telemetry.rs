@@ -71,23 +71,8 @@ impl Drop for AuditLog {
     }
 }
 
-/// The value of one sample of the plane's `/metrics` (0 when absent).
 async fn metric(plane: &Plane, sample: &str) -> f64 {
-    let text = plane
-        .http
-        .get(plane.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse::<f64>().ok())?
-        })
-        .unwrap_or(0.0)
+    plane.metric(sample).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -207,6 +207,24 @@ impl Plane {
         }
     }
 
+    /// The plane's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The value of one exact sample (`name{labels}` as exposed) of `/metrics`; 0
+    /// when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        sample_value(&self.metrics_text().await, sample)
+    }
+
     /// Number of containers of this fleet on the engine.
     pub async fn container_count(&self) -> usize {
         fleet_containers(&self.fleet).await.len()
@@ -237,6 +255,16 @@ pub fn cleanup_fleet(fleet: &str, dirs: &[PathBuf]) {
         }
     })
     .join();
+}
+
+/// The value of one exact sample in a `/metrics` text; 0 when absent.
+pub fn sample_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse::<f64>().ok())?
+        })
+        .unwrap_or(0.0)
 }
 
 pub fn sh_request(script: &str, timeout_secs: Option<u64>) -> ExecuteRequest {
