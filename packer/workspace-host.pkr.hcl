@@ -122,6 +122,7 @@ build {
       # SOURCE and MIN_DOCKER): record the AMI's Docker and refuse one older than 25.0.
       "v=$(docker version --format '{{.Server.Version}}'); echo \"workspace host Docker $v\"",
       "printf '%s\\n' \"$v\" 25.0 | sort -V -C -r || { echo \"Docker $v is older than the seccomp profile's 25.0 baseline\" >&2; exit 1; }",
+      "grep -qx 'ECS_TASK_PIDS_LIMIT=1024' /etc/ecs/ecs.config",
       # A custom ECS AMI must not carry the build instance's agent state.
       "systemctl stop ecs || true",
       "rm -rf /var/lib/ecs/data/*",
