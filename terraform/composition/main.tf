@@ -16,11 +16,13 @@ locals {
   # Names the VPC needs resolved besides the external allowed_domains: the regional AWS
   # endpoints (a wildcard, because the ECS agent's poll and telemetry endpoints are sharded,
   # ecs-a-N / ecs-t-N, and DNS Firewall allows a wildcard only as the leftmost label),
-  # ElastiCache endpoints, the global STS name and EC2's private host names. Every name
-  # below is answered by AWS's own authoritative servers, so none can carry data out.
+  # ElastiCache endpoints, S3's global names (presigned ECR layer URLs may use them), the
+  # global STS name and EC2's private host names. Every name below is answered by AWS's own
+  # authoritative servers, so none can carry data out.
   aws_domains = [
     "*.${var.region}.amazonaws.com",
     "*.cache.amazonaws.com",
+    "*.s3.amazonaws.com",
     "sts.amazonaws.com",
     var.region == "us-east-1" ? "*.ec2.internal" : "*.${var.region}.compute.internal",
   ]
