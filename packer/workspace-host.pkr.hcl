@@ -118,6 +118,11 @@ build {
       "systemctl start workspace-imds-block.service",
       "systemctl restart docker",
       "docker info 2>/dev/null | grep -q /etc/docker/seccomp/workspace-seccomp.json",
+      # The profile follows Docker's default of a given version (deployment/seccomp/derive.py,
+      # SOURCE and MIN_DOCKER): record the AMI's Docker and refuse one older than 25.0.
+      "v=$(docker version --format '{{.Server.Version}}'); echo \"workspace host Docker $v\"",
+      "printf '%s\\n' \"$v\" 25.0 | sort -V -C -r || { echo \"Docker $v is older than the seccomp profile's 25.0 baseline\" >&2; exit 1; }",
+      "grep -qx 'ECS_TASK_PIDS_LIMIT=1024' /etc/ecs/ecs.config",
       # A custom ECS AMI must not carry the build instance's agent state.
       "systemctl stop ecs || true",
       "rm -rf /var/lib/ecs/data/*",

@@ -18,7 +18,10 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin controlplane
+ && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin controlplane \
+ && install -d -o 10001 -g 10001 -m 0700 /var/spool/control-plane
+# /var/spool/control-plane: the sync spool (CP_SYNC__SPOOL_DIR, TMPDIR). On ECS it is a task
+# volume; Fargate gives a volume the ownership of the image's directory at that path.
 COPY --from=build /control-plane /usr/local/bin/control-plane
 # With runtime=docker the process needs the engine's socket (run it as a member of
 # the socket's group, or as root on a dedicated host); with runtime=ecs it needs

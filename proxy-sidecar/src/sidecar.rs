@@ -14,6 +14,7 @@
 //! | `PROXY_INJECT` (alias `MCP_HEADER_RULES`), JSON array | `policy.inject` |
 //! | `PROXY_BEDROCK_REGION` (enables the gateway) | `policy.bedrock.region` |
 //! | `PROXY_BEDROCK_ENDPOINT` | `policy.bedrock.endpoint` |
+//! | `PROXY_BEDROCK_ALLOW_PRIVATE` = `true` / `false` | `policy.bedrock.allow_private` |
 //! | `PROXY_WORKSPACE_ID`, `PROXY_CONVERSATION_ID`, `PROXY_TENANT_ID` | `context.*` |
 //! | `PROXY_WORKER_THREADS` (0 = one per CPU) | `worker_threads` |
 //! | `PROXY_AUDIT` = `stdout` / `tracing` / `off` / a file path | `audit` |
@@ -190,6 +191,17 @@ impl SidecarConfig {
         if let Some(e) = env("PROXY_BEDROCK_ENDPOINT") {
             cfg.policy.bedrock.enabled = true;
             cfg.policy.bedrock.endpoint = Some(e.trim().to_string());
+        }
+        // A VPC interface endpoint's private DNS resolves the Bedrock host to RFC 1918
+        // addresses, which the address guard refuses unless the operator says so here.
+        if let Some(v) = env("PROXY_BEDROCK_ALLOW_PRIVATE") {
+            match v.trim() {
+                "true" => cfg.policy.bedrock.allow_private = true,
+                "false" => cfg.policy.bedrock.allow_private = false,
+                other => problems.push(format!(
+                    "PROXY_BEDROCK_ALLOW_PRIVATE={other:?}: expected true or false"
+                )),
+            }
         }
         if let Some(v) = env("PROXY_WORKSPACE_ID") {
             cfg.context.workspace_id = v;
@@ -382,6 +394,33 @@ mod tests {
         assert_eq!(cfg.context.tenant_id, "t1");
         let v = cfg.validate(&env).unwrap();
         assert_eq!(v.policy.bedrock().unwrap().region, "us-west-2");
+    }
+
+    #[test]
+    fn bedrock_allow_private_from_env() {
+        let cfg = SidecarConfig::load(None, &env_of(&[("PROXY_BEDROCK_REGION", "us-east-1")]));
+        assert!(
+            !cfg.unwrap().policy.bedrock.allow_private,
+            "off unless asked for"
+        );
+        let env = env_of(&[
+            ("PROXY_BEDROCK_REGION", "us-east-1"),
+            ("PROXY_BEDROCK_ALLOW_PRIVATE", "true"),
+        ]);
+        let v = SidecarConfig::load(None, &env)
+            .unwrap()
+            .validate(&env)
+            .unwrap();
+        assert!(
+            v.policy.bedrock().unwrap().allow_private,
+            "reaches the gateway"
+        );
+        let err = SidecarConfig::load(None, &env_of(&[("PROXY_BEDROCK_ALLOW_PRIVATE", "yes")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("PROXY_BEDROCK_ALLOW_PRIVATE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,7 +12,30 @@ locals {
   tags       = merge({ Environment = var.name, ManagedBy = "terraform" }, var.tags)
 
   recovery_window_days = var.disposable ? 0 : 30
+
+  # Names the VPC needs resolved besides the external allowed_domains: the regional AWS
+  # endpoints (a wildcard, because the ECS agent's poll and telemetry endpoints are sharded,
+  # ecs-a-N / ecs-t-N, and DNS Firewall allows a wildcard only as the leftmost label),
+  # ElastiCache endpoints, S3's global names (presigned ECR layer URLs may use them), the
+  # global STS name and EC2's private host names. Every name below is answered by AWS's own
+  # authoritative servers, so none can carry data out.
+  aws_domains = [
+    "*.${var.region}.amazonaws.com",
+    "*.cache.amazonaws.com",
+    "*.s3.amazonaws.com",
+    "sts.amazonaws.com",
+    var.region == "us-east-1" ? "*.ec2.internal" : "*.${var.region}.compute.internal",
+  ]
 }
+
+# Account-wide settings come from the account baseline (terraform/account), applied first.
+# Reading its parameter fails the plan if the baseline was never applied; it is read again
+# on every plan, so the ASG's precondition (modules/ecs-cluster) notices a setting switched
+# off later. (No `check` block: its nested data source would make every plan non-empty.)
+data "aws_ssm_parameter" "awsvpc_trunking" {
+  name = "${var.account_baseline_parameter_prefix}/ecs/awsvpcTrunking"
+}
+
 
 module "monitoring" {
   source = "../../modules/monitoring"
@@ -23,6 +46,15 @@ module "monitoring" {
   alarm_emails             = var.alarm_emails
   cluster_name             = module.ecs_cluster.cluster_name
   capacity_provider_name   = module.ecs_cluster.capacity_provider_name
+  autoscaling_group_name   = module.ecs_cluster.autoscaling_group_name
+  workspace_task_capacity  = var.asg_max_size * var.workspaces_per_host
+
+  alb_arn_suffix                = module.control_plane.alb_arn_suffix
+  target_group_arn_suffix       = module.control_plane.target_group_arn_suffix
+  nat_gateway_ids               = module.network.nat_gateway_ids
+  redis_replication_group_id    = module.redis.replication_group_id
+  redis_num_cache_clusters      = var.enable_redis_replication_group ? var.redis_num_cache_clusters : 0
+  resolver_query_log_group_name = module.network.resolver_query_log_group_name
   lambda_function_names = {
     gc          = module.lambda_gc.function_name
     warm-pool   = module.lambda_warm_pool.function_name
@@ -42,6 +74,10 @@ module "network" {
   kms_key_arn                = module.monitoring.kms_key_arn
   endpoint_security_group_id = module.security_groups.endpoints_security_group_id
 
+  bedrock_endpoint_security_group_id = module.security_groups.bedrock_endpoint_security_group_id
+  s3_bucket_arns                     = [module.storage.bucket_arn]
+  enable_resolver_query_logging      = var.enable_resolver_query_logging
+
   tags = local.tags
 }
 
@@ -51,7 +87,10 @@ module "dns_firewall" {
   name            = var.name
   vpc_id          = module.network.vpc_id
   enabled         = var.enable_dns_firewall
-  allowed_domains = var.allowed_domains
+  allowed_domains = concat(local.aws_domains, var.allowed_domains)
+
+  egress_prefix_list_max_entries = var.egress_prefix_list_max_entries
+  mutation_protection            = var.dns_firewall_mutation_protection
 
   tags = local.tags
 }
@@ -61,11 +100,12 @@ module "security_groups" {
 
   name                           = var.name
   vpc_id                         = module.network.vpc_id
-  vpc_cidr_block                 = module.network.vpc_cidr_block
   alb_ingress_cidr_blocks        = var.alb_ingress_cidr_blocks
   alb_ingress_security_group_ids = var.alb_ingress_security_group_ids
   s3_prefix_list_id              = module.network.s3_endpoint_prefix_list_id
   egress_prefix_list_id          = module.dns_firewall.egress_prefix_list_id
+  egress_prefix_list_max_entries = module.dns_firewall.egress_prefix_list_max_entries
+  rules_per_security_group       = var.rules_per_security_group
 
   tags = local.tags
 }
@@ -81,7 +121,8 @@ module "ecs_cluster" {
   min_size                    = var.asg_min_size
   max_size                    = var.asg_max_size
   warm_pool_min_size          = var.warm_pool_min_size
-  manage_account_settings     = var.manage_account_settings
+  awsvpc_trunking             = data.aws_ssm_parameter.awsvpc_trunking.insecure_value
+  require_awsvpc_trunking     = var.require_awsvpc_trunking
 
   tags = local.tags
 }
@@ -91,8 +132,8 @@ module "workspace_task" {
 
   name                        = "${var.name}-workspace"
   region                      = var.region
-  agent_image                 = var.agent_image
-  proxy_image                 = var.proxy_image
+  agent_image                 = var.images.agent
+  proxy_image                 = var.images.proxy
   proxy_allow                 = var.proxy_allow
   proxy_environment           = var.proxy_environment
   proxy_secrets               = var.proxy_secrets
@@ -102,6 +143,7 @@ module "workspace_task" {
   bedrock_model_arns          = var.bedrock_model_arns
   bedrock_vpc_endpoint_id     = try(module.network.interface_endpoint_ids["bedrock-runtime"], null)
   secret_recovery_window_days = local.recovery_window_days
+  signer_force_destroy        = var.signer_force_destroy
 
   tags = local.tags
 }
@@ -139,7 +181,7 @@ module "control_plane" {
   region                        = var.region
   cluster_arn                   = module.ecs_cluster.cluster_arn
   cluster_name                  = module.ecs_cluster.cluster_name
-  image                         = var.control_plane_image
+  image                         = var.images.control_plane
   launch_type                   = var.control_plane_launch_type
   cpu                           = var.control_plane_cpu
   memory                        = var.control_plane_memory
@@ -166,6 +208,9 @@ module "control_plane" {
   redis_auth_secret_arn         = module.redis.auth_secret_arn
   secrets_kms_key_arn           = module.monitoring.kms_key_arn
   secret_recovery_window_days   = local.recovery_window_days
+  metrics_collector_image       = var.images.metrics_collector
+  metrics_log_group_name        = module.monitoring.log_group_names["control_plane_metrics"]
+  metrics_namespace             = module.monitoring.control_plane_metrics_namespace
 
   tags = local.tags
 }

@@ -106,3 +106,33 @@ output "lambda_function_names" {
     egress_sync = module.lambda_egress_sync.function_name
   }
 }
+
+output "reachability" {
+  description = "Who reaches what (security groups resolved through referenced groups and prefix lists): source group => [destination:port]."
+  value       = module.security_groups.reachability
+}
+
+output "security_group_rule_weights" {
+  description = "Rules of every security group per direction, prefix lists at their weight (quota: rules_per_security_group)."
+  value       = module.security_groups.rule_weights
+}
+
+output "interface_endpoint_ids" {
+  description = "Interface endpoints, keyed by service suffix."
+  value       = module.network.interface_endpoint_ids
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the environment."
+  value       = module.monitoring.dashboard_name
+}
+
+output "awsvpc_trunking" {
+  description = "The account's awsvpcTrunking setting as published by terraform/account."
+  value       = data.aws_ssm_parameter.awsvpc_trunking.insecure_value
+}
+
+output "bedrock_endpoint_security_group_id" {
+  description = "Security group of the bedrock-runtime interface endpoint (the only endpoint workspaces reach)."
+  value       = module.security_groups.bedrock_endpoint_security_group_id
+}

@@ -32,10 +32,16 @@ variable "enable_dns_firewall" {
   default     = true
 }
 
-variable "manage_account_settings" {
-  description = "Set the ECS account default awsvpcTrunking=enabled (off only in envs/moto: moto lacks PutAccountSettingDefault)."
+variable "require_awsvpc_trunking" {
+  description = "Refuse to create the hosts unless the account baseline (terraform/account) reports awsvpcTrunking = enabled (off only in envs/moto: moto lacks PutAccountSettingDefault)."
   type        = bool
   default     = true
+}
+
+variable "account_baseline_parameter_prefix" {
+  description = "SSM path where terraform/account publishes the account settings."
+  type        = string
+  default     = "/workspaces/account-baseline"
 }
 
 variable "enable_service_autoscaling" {
@@ -50,22 +56,57 @@ variable "enable_redis_replication_group" {
   default     = true
 }
 
+variable "signer_force_destroy" {
+  description = "terraform destroy also deletes the Bedrock signer's out-of-band access key (off only in envs/moto: moto lacks iam:ListServiceSpecificCredentials)."
+  type        = bool
+  default     = true
+}
+
 # --- Network -----------------------------------------------------------------------------------
 
 variable "vpc_cidr" {
-  description = "CIDR block of the VPC."
+  description = "CIDR block of the VPC: distinct per environment (so that they can ever be peered or share a transit gateway)."
   type        = string
-  default     = "10.0.0.0/16"
 }
 
 variable "azs" {
-  description = "The two availability zones of the environment."
+  description = "The two availability zones of the environment (null: the region's first two available zones)."
   type        = list(string)
+  default     = null
 }
 
 variable "allowed_domains" {
-  description = "Domains resolvable from the VPC (DNS Firewall) and resolved into the egress prefix list by the egress-sync Lambda."
+  description = "External domains the workspaces may use (pypi, npm...): resolvable through the DNS Firewall besides the AWS names the estate needs, and resolved into the egress prefix list by the egress-sync Lambda."
   type        = list(string)
+
+  validation {
+    condition     = !anytrue([for d in var.allowed_domains : endswith(d, "amazonaws.com")])
+    error_message = "allowed_domains lists external names only: the AWS names the estate needs are derived from the region (composition/main.tf, local.aws_domains)."
+  }
+}
+
+variable "egress_prefix_list_max_entries" {
+  description = "max_entries of the workspace egress prefix list; counted at this weight against the workspace security group's rule quota."
+  type        = number
+  default     = 50
+}
+
+variable "rules_per_security_group" {
+  description = "The account's quota of rules per security group and direction (Service Quotas L-0EA8095F; 60 unless raised)."
+  type        = number
+  default     = 60
+}
+
+variable "dns_firewall_mutation_protection" {
+  description = "Protect the DNS Firewall's VPC association (set false, and apply, before terraform destroy)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_resolver_query_logging" {
+  description = "Log the VPC's DNS queries (with the DNS Firewall's verdicts)."
+  type        = bool
+  default     = true
 }
 
 variable "alb_ingress_cidr_blocks" {
@@ -83,9 +124,13 @@ variable "alb_ingress_security_group_ids" {
 # --- Workspace hosts ---------------------------------------------------------------------------
 
 variable "ami_id" {
-  description = "Packer-built workspace host AMI (null: the stock ECS-optimized AL2023 AMI, without the ami/ hardening)."
+  description = "Packer-built workspace host AMI (docs/deploy.md step 1). Required: an environment never falls back to the stock ECS AMI, which lacks the ami/ hardening."
   type        = string
-  default     = null
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must be the Packer-built AMI's id (ami-...)."
+  }
 }
 
 variable "instance_type" {
@@ -104,22 +149,33 @@ variable "asg_max_size" {
 }
 
 variable "warm_pool_min_size" {
-  description = "Stopped, pre-initialized hosts kept in the EC2 warm pool."
+  description = "Stopped, pre-initialized hosts kept in the EC2 warm pool (per environment: staging 1, production 2)."
   type        = number
-  default     = 1
+}
+
+variable "workspaces_per_host" {
+  description = "Workspace tasks one host holds (memory-bound: (instance memory - ~1 GiB) / 2.3 GiB); sizes the capacity alarm."
+  type        = number
+}
+
+# --- Images --------------------------------------------------------------------------------------
+
+variable "images" {
+  description = "The estate's images, each pinned by digest (<repository>@sha256:<digest>, from the account's ECR): agent (workspace), proxy (sidecar), control_plane, metrics_collector (ADOT collector scraping the control plane's /metrics into CloudWatch EMF)."
+  type = object({
+    agent             = string
+    proxy             = string
+    control_plane     = string
+    metrics_collector = string
+  })
+
+  validation {
+    condition     = alltrue([for k, i in var.images : can(regex("^[^@:]+(:[0-9]+)?/[^@]+@sha256:[0-9a-f]{64}$", i))])
+    error_message = "Every image must be pinned by digest (<repository>@sha256:<digest>): a tag can be repointed."
+  }
 }
 
 # --- Workspace task ----------------------------------------------------------------------------
-
-variable "agent_image" {
-  description = "Workspace (agent) image."
-  type        = string
-}
-
-variable "proxy_image" {
-  description = "Proxy sidecar image."
-  type        = string
-}
 
 variable "proxy_allow" {
   description = "Hosts the proxy sidecar lets workspaces reach besides Bedrock (exact hosts or *.domain); resolvable names must also be in allowed_domains."
@@ -145,11 +201,6 @@ variable "bedrock_model_arns" {
 }
 
 # --- Control plane -----------------------------------------------------------------------------
-
-variable "control_plane_image" {
-  description = "Control-plane image."
-  type        = string
-}
 
 variable "certificate_arn" {
   description = "ACM certificate of the internal ALB's HTTPS listener."

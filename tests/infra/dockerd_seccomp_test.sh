@@ -3,8 +3,10 @@
 # temporary root, its seccomp-profile path redirected there) applies the workspace seccomp
 # profile to every container by default:
 #   - a normal busybox workload runs; Seccomp is 2 and NoNewPrivs is 1 without any flag;
-#   - io_uring_setup and ptrace, removed by the profile, fail with EPERM, while the same
-#     calls succeed under Docker's stock default profile (so it is our profile acting);
+#   - io_uring_setup and ptrace fail with EPERM; ptrace succeeds under the upstream profile
+#     the workspace profile is derived from (so it is our removal acting), io_uring_setup
+#     succeeds unconfined (the kernel has it) and fails under that upstream profile too
+#     (Docker's default dropped io_uring in 25.0);
 #   - the capability-conditional groups are intact: with CAP_SYS_ADMIN a container can
 #     still unshare a mount namespace (without it, it cannot), and CAP_SYS_PTRACE gives
 #     ptrace back.
@@ -91,12 +93,15 @@ expect "seccomp is applied by default (Seccomp: 2)" "2" \
 expect "no-new-privileges is applied by default (NoNewPrivs: 1)" "1" \
   "$("${RUN[@]}" /bin/busybox sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status 2>&1)"
 
-STOCK=(--security-opt "seccomp=$ROOT/deployment/seccomp/docker-default-20.10.json")
+UPSTREAM=$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import derive; print(derive.UPSTREAM)' "$ROOT/deployment/seccomp")
+STOCK=(--security-opt "seccomp=$UPSTREAM")
 expect "io_uring_setup under our profile" "errno=EPERM" "$("${RUN[@]}" /bin/seccomp_probe io_uring 2>&1 || true)"
-expect "io_uring_setup under Docker's stock default profile (contrast)" "ok" \
+expect "io_uring_setup unconfined (contrast: the kernel has it)" "ok" \
+  "$("${D[@]}" run --rm --network none --security-opt seccomp=unconfined wsdtest/busybox:probe /bin/seccomp_probe io_uring 2>&1 || true)"
+expect "io_uring_setup under the upstream Docker profile (gone since 25.0)" "errno=EPERM" \
   "$("${D[@]}" run --rm --network none "${STOCK[@]}" wsdtest/busybox:probe /bin/seccomp_probe io_uring 2>&1 || true)"
 expect "ptrace(PTRACE_TRACEME) under our profile" "errno=EPERM" "$("${RUN[@]}" /bin/seccomp_probe ptrace 2>&1 || true)"
-expect "ptrace(PTRACE_TRACEME) under Docker's stock default profile (contrast)" "ok" \
+expect "ptrace(PTRACE_TRACEME) under the upstream Docker profile (contrast)" "ok" \
   "$("${D[@]}" run --rm --network none "${STOCK[@]}" wsdtest/busybox:probe /bin/seccomp_probe ptrace 2>&1 || true)"
 expect "ptrace with CAP_SYS_PTRACE (conditional group kept)" "ok" \
   "$("${D[@]}" run --rm --network none --cap-add SYS_PTRACE wsdtest/busybox:probe /bin/seccomp_probe ptrace 2>&1 || true)"

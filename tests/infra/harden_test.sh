@@ -39,6 +39,7 @@ check "installed seccomp profile is the deployment/seccomp one" \
 check "ecs.config installed" cmp -s "$R/etc/ecs/ecs.config" "$ROOT/ami/ecs.config"
 check "ecs.config blocks IMDS for awsvpc tasks" grep -qx 'ECS_AWSVPC_BLOCK_IMDS=true' "$R/etc/ecs/ecs.config"
 check "ecs.config enables the warm-pool check" grep -qx 'ECS_WARM_POOLS_CHECK=true' "$R/etc/ecs/ecs.config"
+check "ecs.config bounds every task's pids" grep -qx 'ECS_TASK_PIDS_LIMIT=1024' "$R/etc/ecs/ecs.config"
 check "ecs.config has no ECS_ENABLE_TASK_ENI_TRUNKING (not an agent setting)" \
   bash -c "! grep -q ECS_ENABLE_TASK_ENI_TRUNKING '$R/etc/ecs/ecs.config'"
 check "sysctl hardening installed" grep -q '^kernel.unprivileged_bpf_disabled = 1' "$R/etc/sysctl.d/90-workspace-host.conf"

@@ -30,6 +30,10 @@ trap cleanup EXIT
 MODULES=()
 for d in "$TF_DIR"/modules/*/; do MODULES+=("$(basename "$d")"); done
 ENVS=(staging production moto)
+# The composition's own tests (terraform/composition/tests) run from this environment:
+# terraform test reads tests only from inside the configuration directory, so the copy
+# gets a tests -> ../../composition/tests link.
+COMPOSITION_TEST_ENV=staging
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -125,6 +129,12 @@ step_validate() {
       cat "$WORK/validate-$m.log"; rc=1
     fi
   done
+  tf_init "$WORK/tf/account" account || rc=1
+  if TF_DATA_DIR=$WORK/data/account terraform -chdir="$WORK/tf/account" validate -no-color >"$WORK/validate-account.log" 2>&1; then
+    log "account: valid"
+  else
+    cat "$WORK/validate-account.log"; rc=1
+  fi
   for e in "${ENVS[@]}"; do
     tf_init "$WORK/tf/envs/$e" "env-$e" || { rc=1; continue; }
     if TF_DATA_DIR=$WORK/data/env-$e terraform -chdir="$WORK/tf/envs/$e" validate -no-color >"$WORK/validate-env-$e.log" 2>&1; then
@@ -137,9 +147,18 @@ step_validate() {
 }
 
 run_module_tests() { # run_module_tests DIR NAME LOG
-  local args=(-no-color)
-  [[ "$2" == scheduled-lambda ]] && args+=(-var "zip_path=$(placeholder_zip)")
+  local args=(-no-color) zip
+  zip=$(placeholder_zip)
+  [[ "$2" == scheduled-lambda || "$2" == mutant-scheduled-lambda* ]] && args+=(-var "zip_path=$zip")
+  [[ -L "$1/tests" ]] && args+=(-var "gc_zip_path=$zip" -var "warm_pool_zip_path=$zip" -var "egress_sync_zip_path=$zip")
   TF_DATA_DIR=$WORK/data/$2 terraform -chdir="$1" test "${args[@]}" >"$3" 2>&1
+}
+
+# A copy of terraform/ (under $1) whose test environment links the composition's tests.
+composition_tree() { # composition_tree DIR
+  mkdir -p "$1"
+  (cd "$TF_DIR" && tar --exclude=.terraform --exclude=.terraform.lock.hcl --exclude='*.tfstate*' -cf - .) | tar -C "$1" -xf -
+  ln -sfn ../../composition/tests "$1/envs/$COMPOSITION_TEST_ENV/tests"
 }
 
 step_test() {
@@ -153,6 +172,20 @@ step_test() {
       cat "$WORK/test-$m.log"; rc=1
     fi
   done
+  [[ -d "$WORK/data/account" ]] || tf_init "$WORK/tf/account" account
+  if run_module_tests "$WORK/tf/account" account "$WORK/test-account.log"; then
+    log "account: $(grep -E '^Success!' "$WORK/test-account.log")"
+  else
+    cat "$WORK/test-account.log"; rc=1
+  fi
+  local cdir=$WORK/composition/envs/$COMPOSITION_TEST_ENV
+  [[ -d "$cdir" ]] || composition_tree "$WORK/composition"
+  tf_init "$cdir" composition || return 1
+  if run_module_tests "$cdir" composition "$WORK/test-composition.log"; then
+    log "composition (reachability, quota, refusals): $(grep -E '^Success!' "$WORK/test-composition.log")"
+  else
+    cat "$WORK/test-composition.log"; rc=1
+  fi
   return "$rc"
 }
 
@@ -163,25 +196,52 @@ step_mutation() {
   local mutations=(
     "ecs-cluster|main.tf|s/http_put_response_hop_limit = 1/http_put_response_hop_limit = 2/"
     "ecs-cluster|templates/user-data.sh.tftpl|/ECS_WARM_POOLS_CHECK/d"
+    "ecs-cluster|templates/user-data.sh.tftpl|/ECS_TASK_PIDS_LIMIT/d"
+    "ecs-cluster|main.tf|s/!var.require_custom_ami || var.ami_id != null/var.ami_id == var.ami_id/"
+    "ecs-cluster|main.tf|s/!var.require_awsvpc_trunking || var.awsvpc_trunking == \"enabled\"/var.awsvpc_trunking == var.awsvpc_trunking/"
     "workspace-task|main.tf|s/drop = \\[\"ALL\"\\]/drop = [\"NET_RAW\"]/"
     "workspace-task|main.tf|s/^  # task_role_arn is deliberately not set.*/  task_role_arn = aws_iam_role.execution.arn/"
+    "workspace-task|main.tf|s/      user      = var.proxy_user/      user      = var.agent_user/"
+    "workspace-task|main.tf|/PROXY_BEDROCK_ALLOW_PRIVATE = \"true\"/d"
     "security-groups|main.tf|s/workspace_out_allowed      = { group = \"workspace\", type = \"egress\", port = 443/workspace_out_allowed = { group = \"workspace\", type = \"egress\", port = 80/"
+    "security-groups|main.tf|s/source_group = \"bedrock\" }/source_group = \"endpoints\" }/"
+    "security-groups|main.tf|s/<= var.rules_per_security_group/<= 1000/"
+    "network|endpoints.tf|/  policy              = data.aws_iam_policy_document.interface_endpoint/d"
+    "network|endpoints.tf|s/\"aws:ResourceAccount\", values = \\[local.account_id\\]/\"aws:ResourceAccount\", values = [\"*\"]/"
     "dns-firewall|main.tf|s/block_priority = 1000/block_priority = 50/"
     "storage|main.tf|s/block_public_policy     = true/block_public_policy = false/"
     "control-plane-service|main.tf|s/resources = \\[var.workspace_execution_role_arn\\]/resources = [\"*\"]/"
+    "control-plane-service|main.tf|/mountPoints            = /d"
+    "control-plane-service|main.tf|s|values = \\[\"/metrics\", \"/metrics/\\*\"\\]|values = [\"/internal/metrics\"]|"
+    "ecr|main.tf|s/image_tag_mutability = \"IMMUTABLE\"/image_tag_mutability = \"MUTABLE\"/"
+    "composition|variables.tf|s/can(regex(\"^ami-\\[0-9a-f\\]{8,17}\$\", var.ami_id))/var.ami_id == var.ami_id/"
+    "composition|variables.tf|s/can(regex(\"^\\[^@:\\]+(:\\[0-9\\]+)?\\/\\[^@\\]+@sha256:\\[0-9a-f\\]{64}\$\", i))/i == i/"
+    "composition|main.tf|s/\"\\*.\${var.region}.amazonaws.com\",/\"*.amazonaws.com\",/"
   )
   for spec in "${mutations[@]}"; do
     IFS='|' read -r m f expr <<<"$spec"
     n=$((n + 1))
-    dir=$WORK/mutant-$n
-    rm -rf "$dir"; cp -r "$TF_DIR/modules/$m" "$dir"
-    rm -rf "$dir/.terraform" "$dir/.terraform.lock.hcl"
+    local orig test_dir
+    rm -rf "$WORK/mutant-$n"
+    if [[ "$m" == composition ]]; then
+      # The shared composition: a whole copy of terraform/, tested from the test environment.
+      composition_tree "$WORK/mutant-$n"
+      orig=$TF_DIR/composition/$f
+      dir=$WORK/mutant-$n/composition
+      test_dir=$WORK/mutant-$n/envs/$COMPOSITION_TEST_ENV
+    else
+      orig=$TF_DIR/modules/$m/$f
+      dir=$WORK/mutant-$n
+      cp -r "$TF_DIR/modules/$m" "$dir"
+      rm -rf "$dir/.terraform" "$dir/.terraform.lock.hcl"
+      test_dir=$dir
+    fi
     sed -i "$expr" "$dir/$f"
-    if cmp -s "$TF_DIR/modules/$m/$f" "$dir/$f"; then
+    if cmp -s "$orig" "$dir/$f"; then
       log "mutation $n ($m/$f) did not apply: $expr"; rc=1; continue
     fi
-    tf_init "$dir" "mutant-$n" || { rc=1; continue; }
-    if run_module_tests "$dir" "mutant-$n" "$WORK/mutant-$n.log"; then
+    tf_init "$test_dir" "mutant-$n" || { rc=1; continue; }
+    if run_module_tests "$test_dir" "mutant-$n" "$WORK/mutant-$n.log"; then
       log "mutation $n of $m SURVIVED (tests still pass): $expr"; rc=1
     else
       log "mutation $n of $m caught: $(grep -E '^Failure!' "$WORK/mutant-$n.log" || echo failed)"
@@ -227,6 +287,22 @@ step_moto() {
   zip=$(placeholder_zip)
   vars=(-var "moto_endpoint=$endpoint" -var "certificate_arn=$(cat "$WORK/certificate_arn")"
     -var "gc_zip_path=$zip" -var "warm_pool_zip_path=$zip" -var "egress_sync_zip_path=$zip")
+
+  # The account baseline first, as an operator does (docs/deploy.md): terraform/account
+  # with the moto provider (its main/variables/outputs linked, envs/moto's provider and
+  # local state), without the account setting moto lacks.
+  local adir=$WORK/tf/account-moto
+  local avars=(-var "moto_endpoint=$endpoint" -var "region=us-east-1" -var "manage_ecs_account_settings=false")
+  mkdir -p "$adir"
+  for f in main.tf variables.tf outputs.tf; do ln -sfn "../account/$f" "$adir/$f"; done
+  cp "$dir/providers.tf" "$dir/versions.tf" "$adir/"
+  tf_init "$adir" account-moto
+  account_tf() { TF_DATA_DIR=$WORK/data/account-moto terraform -chdir="$adir" "$@"; }
+  log "terraform/account: apply (log: account-apply.log)"
+  if ! tf_moto "$WORK/account-apply.log" account_tf apply -auto-approve -no-color "${avars[@]}"; then
+    grep -E -A12 '^(Error|│ Error)' "$WORK/account-apply.log" | head -40; return 1
+  fi
+
   export TF_DATA_DIR=$WORK/data/env-moto
   [[ -d "$TF_DATA_DIR" ]] || tf_init "$dir" env-moto
 
@@ -246,17 +322,28 @@ step_moto() {
     terraform -chdir="$dir" output -json >"$WORK/outputs.json"
     python3 "$HERE/moto_check.py" verify --endpoint "$endpoint" --outputs "$WORK/outputs.json" \
       --ecs-config "$ROOT/ami/ecs.config" || rc=1
+    # Teardown as documented: the operator created the signer's access key out of band.
+    python3 "$HERE/moto_check.py" signer-key --endpoint "$endpoint" --outputs "$WORK/outputs.json"
   fi
 
-  log "terraform destroy"
+  # envs/moto sets signer_force_destroy = false (moto lacks iam:ListServiceSpecificCredentials,
+  # which force_destroy calls): the documented manual step deletes the key instead.
+  [[ -f "$WORK/outputs.json" ]] && python3 "$HERE/moto_check.py" signer-key --delete --endpoint "$endpoint" --outputs "$WORK/outputs.json"
+  log "terraform destroy (environment, then the account baseline)"
   if tf_moto "$WORK/destroy.log" terraform -chdir="$dir" destroy -auto-approve -no-color "${vars[@]}"; then
     local left
     left=$(terraform -chdir="$dir" state list | wc -l)
-    if [[ "$left" -eq 0 ]]; then log "destroyed, state empty"; else log "$left resources left in state"; rc=1; fi
+    if [[ "$left" -eq 0 ]]; then log "environment destroyed, state empty"; else log "$left resources left in state"; rc=1; fi
   else
     grep -E -A12 '^(Error|│ Error)' "$WORK/destroy.log" | head -60; rc=1
   fi
   unset TF_DATA_DIR
+  if tf_moto "$WORK/account-destroy.log" account_tf destroy -auto-approve -no-color "${avars[@]}" &&
+    [[ $(account_tf state list | wc -l) -eq 0 ]]; then
+    log "account baseline destroyed, state empty"
+  else
+    grep -E -A12 '^(Error|│ Error)' "$WORK/account-destroy.log" | head -40; rc=1
+  fi
   return "$rc"
 }
 

@@ -27,6 +27,7 @@ provider "aws" {
     autoscaling            = var.moto_endpoint
     cloudwatch             = var.moto_endpoint
     ec2                    = var.moto_endpoint
+    ecr                    = var.moto_endpoint
     ecs                    = var.moto_endpoint
     elasticache            = var.moto_endpoint
     elbv2                  = var.moto_endpoint

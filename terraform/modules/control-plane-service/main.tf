@@ -35,8 +35,59 @@ locals {
     CP_SYNC__BACKEND          = "s3"
     CP_SYNC__S3_BUCKET        = var.bucket_name
     CP_SYNC__S3_REGION        = var.region
-    AWS_REGION                = var.region
+    # The root filesystem is read-only: sync spools (and anything else that wants a temp
+    # file) go to the task's writable spool volume.
+    CP_SYNC__SPOOL_DIR = local.spool_path
+    TMPDIR             = local.spool_path
+    AWS_REGION         = var.region
   }, local.redis, local.sync, var.environment)
+
+  spool_path = "/var/spool/control-plane"
+
+  # Fargate's ephemeral storage holds the image layers too; 21 GiB is the smallest size
+  # the parameter accepts. Each concurrent sync may spool up to a workspace's size.
+  ephemeral_storage_gib = max(21, ceil(var.max_concurrent_syncs * var.spool_gib_per_sync) + 5)
+
+  # Prometheus metrics: an ADOT collector in the task scrapes the control plane's /metrics on
+  # loopback and writes them as CloudWatch embedded metric format (EMF) to a log group, from
+  # which CloudWatch extracts the metrics (namespace var.metrics_namespace). /metrics is
+  # never reachable through the ALB (see aws_lb_listener_rule.block_metrics).
+  collector = var.metrics_collector_image == null ? [] : [{
+    name                   = "metrics-collector"
+    image                  = var.metrics_collector_image
+    essential              = false
+    user                   = var.container_user
+    readonlyRootFilesystem = true
+    environment = [{
+      name = "AOT_CONFIG_CONTENT"
+      value = yamlencode({
+        receivers = { prometheus = { config = { scrape_configs = [{
+          job_name        = "control-plane"
+          scrape_interval = "60s"
+          static_configs  = [{ targets = ["127.0.0.1:${var.container_port}"] }]
+        }] } } }
+        exporters = { awsemf = {
+          namespace               = var.metrics_namespace
+          log_group_name          = var.metrics_log_group_name
+          region                  = var.region
+          dimension_rollup_option = "NoDimensionRollup"
+        } }
+        service = { pipelines = { metrics = { receivers = ["prometheus"], exporters = ["awsemf"] } } }
+      })
+    }]
+    linuxParameters  = { capabilities = { add = [], drop = ["ALL"] }, initProcessEnabled = true }
+    logConfiguration = local.log_configuration["metrics-collector"]
+  }]
+
+  # Both containers log to the service's group, each under its own stream prefix.
+  log_configuration = { for c in ["control-plane", "metrics-collector"] : c => {
+    logDriver = "awslogs"
+    options = {
+      awslogs-group         = var.log_group_name
+      awslogs-region        = var.region
+      awslogs-stream-prefix = c
+    }
+  } }
 
   secrets = {
     CP_API_TOKENS            = aws_secretsmanager_secret.api_tokens.arn
@@ -197,6 +248,15 @@ data "aws_iam_policy_document" "task" {
   }
 
   dynamic "statement" {
+    for_each = var.metrics_collector_image == null ? [] : [var.metrics_log_group_name]
+    content {
+      sid       = "WriteMetricsAsEmf"
+      actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      resources = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:${statement.value}:*"]
+    }
+  }
+
+  dynamic "statement" {
     for_each = var.bucket_kms_key_arn == null ? [] : [var.bucket_kms_key_arn]
     content {
       sid       = "WorkspaceBucketKms"
@@ -223,13 +283,25 @@ resource "aws_ecs_task_definition" "this" {
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
 
-  container_definitions = jsonencode([
+  volume {
+    name = "spool"
+  }
+
+  dynamic "ephemeral_storage" {
+    for_each = var.launch_type == "FARGATE" ? [local.ephemeral_storage_gib] : []
+    content {
+      size_in_gib = ephemeral_storage.value
+    }
+  }
+
+  container_definitions = jsonencode(concat([
     {
       name                   = "control-plane"
       image                  = var.image
       essential              = true
-      user                   = "1000:1000"
+      user                   = var.container_user
       readonlyRootFilesystem = true
+      mountPoints            = [{ sourceVolume = "spool", containerPath = local.spool_path, readOnly = false }]
       portMappings           = [{ containerPort = var.container_port, hostPort = var.container_port, protocol = "tcp" }]
       environment            = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
       secrets                = [for k in sort(keys(local.secrets)) : { name = k, valueFrom = local.secrets[k] }]
@@ -237,18 +309,18 @@ resource "aws_ecs_task_definition" "this" {
         capabilities       = { add = [], drop = ["ALL"] }
         initProcessEnabled = true
       }
-      logConfiguration = {
-        logDriver = "awslogs"
-        options = {
-          awslogs-group         = var.log_group_name
-          awslogs-region        = var.region
-          awslogs-stream-prefix = "control-plane"
-        }
-      }
+      logConfiguration = local.log_configuration["control-plane"]
     }
-  ])
+  ], local.collector))
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.metrics_collector_image == null || var.metrics_log_group_name != null
+      error_message = "metrics_collector_image needs metrics_log_group_name (where the EMF records go)."
+    }
+  }
 }
 
 resource "aws_lb" "this" {
@@ -306,6 +378,31 @@ resource "aws_lb_listener" "https" {
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.this.arn
+  }
+
+  tags = var.tags
+}
+
+# The control plane serves /metrics outside the authenticated /v1 API, for the in-task
+# collector: callers of the ALB get a 404 for it.
+resource "aws_lb_listener_rule" "block_metrics" {
+  listener_arn = aws_lb_listener.https.arn
+  priority     = 1
+
+  condition {
+    path_pattern {
+      values = ["/metrics", "/metrics/*"]
+    }
+  }
+
+  action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "text/plain"
+      message_body = "not found\n"
+      status_code  = "404"
+    }
   }
 
   tags = var.tags

@@ -37,3 +37,13 @@ output "api_tokens_secret_arn" {
   description = "ARN of the secret that must hold the API's bearer tokens."
   value       = aws_secretsmanager_secret.api_tokens.arn
 }
+
+output "alb_arn_suffix" {
+  description = "ARN suffix of the ALB (CloudWatch dimension LoadBalancer)."
+  value       = aws_lb.this.arn_suffix
+}
+
+output "target_group_arn_suffix" {
+  description = "ARN suffix of the target group (CloudWatch dimension TargetGroup)."
+  value       = aws_lb_target_group.this.arn_suffix
+}

@@ -23,6 +23,42 @@ variable "image" {
   type        = string
 }
 
+variable "container_user" {
+  description = "uid:gid of the control-plane container (the control-plane image's user; it owns the spool directory in the image)."
+  type        = string
+  default     = "10001:10001"
+}
+
+variable "max_concurrent_syncs" {
+  description = "Syncs one control-plane task may run at once: with spool_gib_per_sync it sizes the task's ephemeral storage on Fargate."
+  type        = number
+  default     = 16
+}
+
+variable "spool_gib_per_sync" {
+  description = "Spool space one sync may need (GiB): a workspace's largest total size (sync.max_total_bytes, 1 GiB by default)."
+  type        = number
+  default     = 1
+}
+
+variable "metrics_collector_image" {
+  description = "ADOT collector image (in the account's ECR) scraping /metrics into CloudWatch EMF; null: no metrics collection."
+  type        = string
+  default     = null
+}
+
+variable "metrics_log_group_name" {
+  description = "Log group receiving the EMF records of the control plane's metrics."
+  type        = string
+  default     = null
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the control plane's Prometheus metrics."
+  type        = string
+  default     = "Workspaces/ControlPlane"
+}
+
 variable "container_port" {
   description = "Port the control plane listens on."
   type        = number

@@ -62,7 +62,9 @@ resource "aws_route53_resolver_firewall_rule_group_association" "this" {
   firewall_rule_group_id = aws_route53_resolver_firewall_rule_group.this[0].id
   vpc_id                 = var.vpc_id
   priority               = var.association_priority
-  mutation_protection    = "ENABLED"
+  # While ENABLED, AWS refuses to change or remove the association, so `terraform destroy`
+  # fails: teardown first applies mutation_protection = false (docs/deploy.md).
+  mutation_protection = var.mutation_protection ? "ENABLED" : "DISABLED"
 
   tags = var.tags
 

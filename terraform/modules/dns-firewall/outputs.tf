@@ -18,6 +18,11 @@ output "egress_prefix_list_id" {
   value       = aws_ec2_managed_prefix_list.egress.id
 }
 
+output "egress_prefix_list_max_entries" {
+  description = "max_entries of the egress prefix list: its weight against the security group rule quota."
+  value       = aws_ec2_managed_prefix_list.egress.max_entries
+}
+
 output "egress_prefix_list_arn" {
   description = "ARN of the managed prefix list (the egress-sync Lambda may modify it)."
   value       = aws_ec2_managed_prefix_list.egress.arn

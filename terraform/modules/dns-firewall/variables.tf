@@ -31,9 +31,20 @@ variable "association_priority" {
 }
 
 variable "egress_prefix_list_max_entries" {
-  description = "Maximum number of CIDR entries of the egress prefix list (each SG rule referencing it counts this many rules against the SG quota)."
+  description = "Maximum number of CIDR entries of the egress prefix list. Each security group rule referencing the list counts this many rules against the group's quota (60 by default, shared with the group's other rules): keep it below the quota."
   type        = number
-  default     = 60
+  default     = 50
+
+  validation {
+    condition     = var.egress_prefix_list_max_entries >= 1 && var.egress_prefix_list_max_entries <= 1000
+    error_message = "egress_prefix_list_max_entries must be in 1..1000."
+  }
+}
+
+variable "mutation_protection" {
+  description = "Protect the VPC association from changes and removal (false only to tear the environment down)."
+  type        = bool
+  default     = true
 }
 
 variable "egress_prefix_list_initial_entries" {

@@ -12,6 +12,7 @@ locals {
     image_pull_behavior    = var.image_pull_behavior
     container_stop_timeout = var.container_stop_timeout
     task_cleanup_wait      = var.task_cleanup_wait
+    task_pids_limit        = var.task_pids_limit
     extra_ecs_config       = var.extra_ecs_config
   })
 }
@@ -27,14 +28,10 @@ resource "aws_ecs_cluster" "this" {
   tags = var.tags
 }
 
-# ENI trunking is an account setting (the seeds' ECS_ENABLE_TASK_ENI_TRUNKING agent
-# variable does not exist). It raises the number of awsvpc tasks per instance.
-resource "aws_ecs_account_setting_default" "trunking" {
-  count = var.manage_account_settings ? 1 : 0
-
-  name  = "awsvpcTrunking"
-  value = "enabled"
-}
+# ENI trunking (awsvpcTrunking) is an account-wide setting: it is owned by the account
+# baseline root module (terraform/account/), never by an environment, and read here as
+# var.awsvpc_trunking. Hosts registered before it is enabled get no trunk ENI and, being
+# scale-in protected, would never be replaced: the ASG refuses to plan without it.
 
 # --- Instance role ---------------------------------------------------------------------------
 
@@ -125,6 +122,15 @@ resource "aws_launch_template" "this" {
     resource_type = "volume"
     tags          = merge(var.tags, { Name = "${var.name}-host" })
   }
+
+  lifecycle {
+    # The stock ECS AMI lacks the host hardening of ami/ (seccomp default, no-new-privileges,
+    # IMDS iptables): an environment that requires the Packer AMI refuses to plan without it.
+    precondition {
+      condition     = !var.require_custom_ami || var.ami_id != null
+      error_message = "ami_id is required (the Packer-built workspace host AMI, docs/deploy.md step 1): this environment does not fall back to the stock ECS-optimized AMI."
+    }
+  }
 }
 
 # --- Auto Scaling group with an EC2 warm pool -------------------------------------------------
@@ -142,6 +148,13 @@ resource "aws_autoscaling_group" "this" {
   # scale-in-protected instances to drain, which never happens once the cluster is gone.
   force_delete           = true
   force_delete_warm_pool = true
+
+  # Group metrics, among them the warm pool's (the monitoring module alarms when it is empty).
+  metrics_granularity = "1Minute"
+  enabled_metrics = [
+    "GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTerminatingInstances",
+    "WarmPoolDesiredCapacity", "WarmPoolWarmedCapacity", "WarmPoolPendingCapacity", "WarmPoolTotalCapacity",
+  ]
 
   launch_template {
     id      = aws_launch_template.this.id
@@ -173,9 +186,32 @@ resource "aws_autoscaling_group" "this" {
     }
   }
 
+  # A new launch template version (new AMI, new user data) rolls the hosts: one at a time,
+  # never below the current capacity (new hosts first), scale-in protected hosts included;
+  # the capacity provider's managed draining moves their tasks off before termination.
+  # Warm-pool instances are replaced too. docs/deploy.md has the runbook.
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage       = 100
+      max_healthy_percentage       = 200
+      instance_warmup              = var.instance_warmup_seconds
+      scale_in_protected_instances = "Refresh"
+      standby_instances            = "Terminate"
+      skip_matching                = true
+      auto_rollback                = false
+    }
+  }
+
   lifecycle {
     # The capacity provider owns the desired capacity once the group exists.
     ignore_changes = [desired_capacity]
+
+    precondition {
+      condition     = !var.require_awsvpc_trunking || var.awsvpc_trunking == "enabled"
+      error_message = "awsvpcTrunking is not enabled for the account (account baseline reports ${coalesce(var.awsvpc_trunking, "nothing")}): apply terraform/account first (docs/deploy.md). Hosts registered without it never get a trunk ENI."
+    }
   }
 }
 

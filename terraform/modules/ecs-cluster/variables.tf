@@ -25,6 +25,12 @@ variable "ami_id" {
   default     = null
 }
 
+variable "require_custom_ami" {
+  description = "Refuse to plan without ami_id (staging and production: the stock ECS AMI lacks the host hardening)."
+  type        = bool
+  default     = true
+}
+
 variable "ami_ssm_parameter" {
   description = "SSM parameter holding the ECS-optimized AMI ID, used when ami_id is null."
   type        = string
@@ -78,10 +84,33 @@ variable "target_capacity" {
   }
 }
 
-variable "manage_account_settings" {
-  description = "Set the account/region default ECS setting awsvpcTrunking=enabled (false only where the API is not available, e.g. moto)."
+variable "awsvpc_trunking" {
+  description = "The account's awsvpcTrunking setting as published by the account baseline (terraform/account/); the ASG is created only once it is \"enabled\"."
+  type        = string
+  default     = null
+}
+
+variable "require_awsvpc_trunking" {
+  description = "Refuse to plan the ASG unless awsvpc_trunking is \"enabled\" (false only where the account setting cannot exist, e.g. moto)."
   type        = bool
   default     = true
+}
+
+variable "instance_warmup_seconds" {
+  description = "Seconds a new host needs before it counts as healthy in an instance refresh (boot, ECS agent registration)."
+  type        = number
+  default     = 300
+}
+
+variable "task_pids_limit" {
+  description = "ECS_TASK_PIDS_LIMIT: pids.max of each task's cgroup (agent container, sidecar and its threads). Bounds a fork bomb to its task."
+  type        = number
+  default     = 1024
+
+  validation {
+    condition     = var.task_pids_limit >= 256 && var.task_pids_limit <= 4194304
+    error_message = "task_pids_limit must be in 256..4194304 (room for the agent, the sidecar's threads and the workload)."
+  }
 }
 
 variable "container_insights" {
@@ -117,6 +146,7 @@ variable "extra_ecs_config" {
     condition = length(setintersection(keys(var.extra_ecs_config), [
       "ECS_CLUSTER", "ECS_AWSVPC_BLOCK_IMDS", "ECS_WARM_POOLS_CHECK", "ECS_DISABLE_PRIVILEGED",
       "ECS_IMAGE_PULL_BEHAVIOR", "ECS_CONTAINER_STOP_TIMEOUT", "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION",
+      "ECS_TASK_PIDS_LIMIT",
     ])) == 0
     error_message = "extra_ecs_config must not set keys the module manages."
   }

@@ -1,7 +1,25 @@
 data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+# The region's zones, sorted: the first two are used unless azs names them. (New zones get
+# later letters, so the layout does not move when AWS adds one.)
+data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:only the first two names (sorted) are used, and they are pinned by var.azs where it matters
+  state = "available"
+
+  # Regular zones only (no Local or Wavelength Zones).
+  filter {
+    name   = "zone-type"
+    values = ["availability-zone"]
+  }
+}
 
 locals {
-  azs = var.azs
+  azs        = var.azs != null ? var.azs : slice(sort(data.aws_availability_zones.available.names), 0, 2)
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
 
   # Private subnets take the low /20s, public subnets the last /24s of the VPC range.
   private_cidrs = [for i in range(2) : cidrsubnet(var.cidr_block, var.private_subnet_newbits, i)]
@@ -168,4 +186,38 @@ resource "aws_flow_log" "this" {
   iam_role_arn         = aws_iam_role.flow_logs.arn
 
   tags = merge(var.tags, { Name = var.name })
+
+  # The role must be able to write before the first delivery, or the flow log starts in
+  # an error state ("access error") that only a re-creation clears.
+  depends_on = [aws_iam_role_policy.flow_logs]
+}
+
+# --- Resolver query logs -------------------------------------------------------------------
+# Every DNS query of the VPC (hosts, tasks, Lambdas) with the DNS Firewall's verdict: the
+# firewall's blocks become visible (firewall_rule_action = BLOCK in each record).
+
+resource "aws_cloudwatch_log_group" "resolver_queries" {
+  count = var.enable_resolver_query_logging ? 1 : 0
+
+  name              = "/vpc/${var.name}/resolver-queries"
+  retention_in_days = var.flow_log_retention_days
+  kms_key_id        = var.kms_key_arn
+
+  tags = var.tags
+}
+
+resource "aws_route53_resolver_query_log_config" "this" {
+  count = var.enable_resolver_query_logging ? 1 : 0
+
+  name            = "${var.name}-queries"
+  destination_arn = aws_cloudwatch_log_group.resolver_queries[0].arn
+
+  tags = var.tags
+}
+
+resource "aws_route53_resolver_query_log_config_association" "this" {
+  count = var.enable_resolver_query_logging ? 1 : 0
+
+  resolver_query_log_config_id = aws_route53_resolver_query_log_config.this[0].id
+  resource_id                  = aws_vpc.this.id
 }

@@ -52,3 +52,21 @@ output "flow_log_group_name" {
   description = "CloudWatch log group receiving the VPC flow logs."
   value       = aws_cloudwatch_log_group.flow_logs.name
 }
+
+output "resolver_query_log_group_name" {
+  description = "CloudWatch log group receiving the VPC's DNS queries (null when query logging is off)."
+  value       = one(aws_cloudwatch_log_group.resolver_queries[*].name)
+}
+
+output "endpoint_policies" {
+  description = "Policy of every endpoint, keyed by service suffix (s3 for the gateway endpoint)."
+  value = merge(
+    { for k, d in data.aws_iam_policy_document.interface_endpoint : k => d.json },
+    { s3 = data.aws_iam_policy_document.s3_gateway.json },
+  )
+}
+
+output "interface_endpoint_security_group_ids" {
+  description = "Security groups of each interface endpoint, keyed by service suffix."
+  value       = { for k, v in aws_vpc_endpoint.interface : k => v.security_group_ids }
+}

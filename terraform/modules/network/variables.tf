@@ -10,11 +10,12 @@ variable "cidr_block" {
 }
 
 variable "azs" {
-  description = "The two availability zones of the subnets (named explicitly, so that the layout never moves when AWS adds a zone)."
+  description = "The two availability zones of the subnets (null: the first two of the region's available zones, sorted by name)."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.azs) == 2 && length(distinct(var.azs)) == 2
+    condition     = var.azs == null || try(length(var.azs) == 2 && length(distinct(var.azs)) == 2, false)
     error_message = "azs must name exactly two distinct availability zones."
   }
 }
@@ -55,8 +56,24 @@ variable "kms_key_arn" {
 }
 
 variable "endpoint_security_group_id" {
-  description = "Security group of the interface VPC endpoints (from the security-groups module: 443 from inside the VPC)."
+  description = "Security group of the interface VPC endpoints of the AWS APIs (from the security-groups module: 443 from the control plane, the Lambdas and the hosts)."
   type        = string
+}
+
+variable "bedrock_endpoint_security_group_id" {
+  description = "Security group of the bedrock-runtime interface endpoint (from the security-groups module: 443 from the workspace tasks only)."
+  type        = string
+}
+
+variable "s3_bucket_arns" {
+  description = "Buckets of the estate reachable through the S3 gateway endpoint (besides ECR's layer bucket)."
+  type        = list(string)
+}
+
+variable "enable_resolver_query_logging" {
+  description = "Log every DNS query of the VPC (with the DNS Firewall's verdict) to a CloudWatch log group."
+  type        = bool
+  default     = true
 }
 
 variable "interface_endpoint_services" {

@@ -8,11 +8,6 @@ variable "vpc_id" {
   type        = string
 }
 
-variable "vpc_cidr_block" {
-  description = "CIDR block of the VPC: the interface endpoints accept 443 from inside it."
-  type        = string
-}
-
 variable "alb_ingress_cidr_blocks" {
   description = "CIDR blocks allowed to call the internal control-plane ALB on 443 (the backend's subnets)."
   type        = list(string)
@@ -51,6 +46,17 @@ variable "s3_prefix_list_id" {
 variable "egress_prefix_list_id" {
   description = "Managed prefix list of the allowed external destinations of workspaces (from the dns-firewall module; kept current by the egress-sync Lambda)."
   type        = string
+}
+
+variable "egress_prefix_list_max_entries" {
+  description = "max_entries of the egress prefix list: its weight, i.e. how many rules each reference to it counts against the security group quota."
+  type        = number
+}
+
+variable "rules_per_security_group" {
+  description = "The account's quota of inbound (and, separately, outbound) rules per security group (Service Quotas L-0EA8095F, default 60). Every group refuses to plan over it."
+  type        = number
+  default     = 60
 }
 
 variable "tags" {

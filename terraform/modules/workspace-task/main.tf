@@ -51,9 +51,13 @@ locals {
       PROXY_LISTEN         = var.proxy_listen
       PROXY_ADMIN_LISTEN   = var.proxy_admin_listen
       PROXY_BEDROCK_REGION = var.region
-      PROXY_LOG_FORMAT     = "json"
-      PROXY_AUDIT          = "stdout"
-      AWS_REGION           = var.region
+      # With the bedrock-runtime endpoint's private DNS the Bedrock host resolves to VPC
+      # addresses, which the sidecar's address guard refuses unless told otherwise; the
+      # signer's key works only through that endpoint (aws:SourceVpce).
+      PROXY_BEDROCK_ALLOW_PRIVATE = "true"
+      PROXY_LOG_FORMAT            = "json"
+      PROXY_AUDIT                 = "stdout"
+      AWS_REGION                  = var.region
     },
   )
 
@@ -62,8 +66,10 @@ locals {
     AWS_SECRET_ACCESS_KEY = "${aws_secretsmanager_secret.bedrock_credentials.arn}:AWS_SECRET_ACCESS_KEY::"
   })
 
+  # Common to both containers. Each has its own uid: the sidecar holds the Bedrock signer's
+  # key in its environment, and a process of the sandbox's uid could read another process
+  # of the same uid (/proc/<pid>/environ) if the task's PID namespace were ever shared.
   hardening = {
-    user                   = "1000:1000"
     readonlyRootFilesystem = true
     privileged             = false
     dockerSecurityOptions  = ["no-new-privileges"]
@@ -72,6 +78,7 @@ locals {
   container_definitions = [
     merge(local.hardening, {
       name      = "agent"
+      user      = var.agent_user
       image     = var.agent_image
       essential = true
       cpu       = var.agent_cpu
@@ -102,6 +109,7 @@ locals {
     }),
     merge(local.hardening, {
       name      = "proxy"
+      user      = var.proxy_user
       image     = var.proxy_image
       essential = true
       cpu       = var.proxy_cpu
@@ -169,6 +177,10 @@ resource "aws_secretsmanager_secret" "bedrock_credentials" {
 resource "aws_iam_user" "bedrock_signer" {
   name = "${var.name}-bedrock-signer"
   path = "/workspace/"
+
+  # The access key is created out of band (docs/deploy.md); without force_destroy, destroy
+  # fails with DeleteConflict until someone deletes the key by hand.
+  force_destroy = var.signer_force_destroy
 
   tags = var.tags
 }

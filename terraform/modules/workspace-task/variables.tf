@@ -18,6 +18,23 @@ variable "proxy_image" {
   type        = string
 }
 
+variable "agent_user" {
+  description = "uid:gid of the agent container (the sandbox; the workspace image's appuser)."
+  type        = string
+  default     = "1000:1000"
+}
+
+variable "proxy_user" {
+  description = "uid:gid of the proxy sidecar (the proxy-sidecar image's user). Must differ from agent_user: the sidecar holds the signer's key."
+  type        = string
+  default     = "65532:65532"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*:[1-9][0-9]*$", var.proxy_user)) && split(":", var.proxy_user)[0] != split(":", var.agent_user)[0]
+    error_message = "proxy_user must be a non-root numeric uid:gid, different from agent_user's uid."
+  }
+}
+
 variable "agent_port" {
   description = "TCP port of the workspace agent (the only port the task exposes)."
   type        = number
@@ -157,14 +174,40 @@ variable "proxy_log_group_name" {
 }
 
 variable "bedrock_model_arns" {
-  description = "Bedrock foundation-model / inference-profile ARNs the sidecar's signing identity may invoke."
+  description = <<-EOT
+    Bedrock ARNs the sidecar's signing identity may invoke. A cross-region inference
+    profile (inference-profile/us.anthropic.claude-...) needs the profile's ARN and the
+    foundation model's ARN in every destination region of the profile: list
+    arn:aws:bedrock:<region>::foundation-model/<model-id> for each (or <region> = *).
+  EOT
   type        = list(string)
+
+  validation {
+    condition = length(var.bedrock_model_arns) > 0 && alltrue([for a in var.bedrock_model_arns :
+    can(regex("^arn:aws[a-z-]*:bedrock:([a-z0-9-]+|\\*):([0-9]{12})?:(foundation-model|inference-profile|application-inference-profile)/[A-Za-z0-9.:_-]+$", a))])
+    error_message = "bedrock_model_arns must be Bedrock foundation-model or inference-profile ARNs."
+  }
+
+  # Claude Code calls models through cross-region inference profiles: a profile without
+  # its foundation model is refused by Bedrock at invocation time, not at apply time.
+  validation {
+    condition = alltrue([for a in var.bedrock_model_arns : anytrue([for f in var.bedrock_model_arns :
+      endswith(f, "::foundation-model/${join(".", slice(split(".", split("/", a)[1]), 1, length(split(".", split("/", a)[1]))))}")
+    ]) if strcontains(a, ":inference-profile/")])
+    error_message = "Every inference profile (inference-profile/<geo>.<model-id>) needs the foundation-model/<model-id> ARNs of its destination regions in bedrock_model_arns."
+  }
 }
 
 variable "bedrock_vpc_endpoint_id" {
   description = "bedrock-runtime interface endpoint: the signing identity's keys work only through it (null: no such condition)."
   type        = string
   default     = null
+}
+
+variable "signer_force_destroy" {
+  description = "Destroying the signer user also deletes its out-of-band access keys (false only where the IAM API is incomplete, e.g. moto: delete the keys first)."
+  type        = bool
+  default     = true
 }
 
 variable "secret_recovery_window_days" {

@@ -9,6 +9,11 @@ mock_provider "aws" {
       arn = "arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/app/cp/1"
     }
   }
+  mock_resource "aws_lb_listener" {
+    defaults = {
+      arn = "arn:aws:elasticloadbalancing:us-east-1:111111111111:listener/app/cp/1/2"
+    }
+  }
   mock_resource "aws_lb_target_group" {
     defaults = {
       arn = "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/cp/1"
@@ -132,14 +137,77 @@ run "runs_as_non_root_read_only" {
 
   assert {
     condition = (
-      jsondecode(aws_ecs_task_definition.this.container_definitions)[0].user == "1000:1000" &&
+      jsondecode(aws_ecs_task_definition.this.container_definitions)[0].user == "10001:10001" &&
       jsondecode(aws_ecs_task_definition.this.container_definitions)[0].readonlyRootFilesystem
     )
-    error_message = "The control plane runs as uid 1000 with a read-only root."
+    error_message = "The control plane runs as its image's uid 10001 with a read-only root."
   }
 
   assert {
     condition     = contains([for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[0].environment : e.value if e.name == "CP_ECS__TASK_DEFINITION"], "t-workspace:3")
     error_message = "The control plane is told which workspace task definition to run."
+  }
+}
+
+# Sync spools export/restore tars to disk: with a read-only root the task needs a writable
+# volume, and the control plane must be told to use it.
+run "sync_spools_to_a_writable_volume" {
+  command = apply
+
+  assert {
+    condition = (
+      jsondecode(aws_ecs_task_definition.this.container_definitions)[0].mountPoints == [{ sourceVolume = "spool", containerPath = "/var/spool/control-plane", readOnly = false }] &&
+      contains([for v in aws_ecs_task_definition.this.volume : v.name], "spool")
+    )
+    error_message = "The spool volume must be mounted writable at /var/spool/control-plane."
+  }
+
+  assert {
+    condition = length(setsubtract(["CP_SYNC__SPOOL_DIR=/var/spool/control-plane", "TMPDIR=/var/spool/control-plane"],
+    [for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[0].environment : "${e.name}=${e.value}"])) == 0
+    error_message = "The spool directory (and TMPDIR) must point at the volume."
+  }
+
+  assert {
+    condition     = aws_ecs_task_definition.this.ephemeral_storage[0].size_in_gib >= 21
+    error_message = "Fargate ephemeral storage sized for the concurrent syncs."
+  }
+}
+
+run "metrics_not_reachable_through_the_alb" {
+  command = plan
+
+  assert {
+    condition = (
+      aws_lb_listener_rule.block_metrics.priority == 1 &&
+      aws_lb_listener_rule.block_metrics.action[0].type == "fixed-response" &&
+      aws_lb_listener_rule.block_metrics.action[0].fixed_response[0].status_code == "404" &&
+      toset(flatten([for c in aws_lb_listener_rule.block_metrics.condition : [for p in c.path_pattern : p.values]])) == toset(["/metrics", "/metrics/*"])
+    )
+    error_message = "The ALB must answer /metrics itself (404), before forwarding anything."
+  }
+}
+
+run "metrics_collector_writes_emf" {
+  command = apply
+
+  variables {
+    metrics_collector_image = "111111111111.dkr.ecr.us-east-1.amazonaws.com/adot@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+    metrics_log_group_name  = "/ecs/t/control-plane-metrics"
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_ecs_task_definition.this.container_definitions)[1].name == "metrics-collector" &&
+      strcontains(jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment[0].value, "127.0.0.1:8080")
+    )
+    error_message = "The collector scrapes the control plane on loopback."
+  }
+
+  assert {
+    condition = jsonencode([for s in data.aws_iam_policy_document.task.statement : tolist(s.resources) if s.sid == "WriteMetricsAsEmf"]) == jsonencode([
+      ["arn:aws:logs:us-east-1:111111111111:log-group:/ecs/t/control-plane-metrics:*"],
+    ])
+    error_message = "The task role writes only the metrics log group."
   }
 }

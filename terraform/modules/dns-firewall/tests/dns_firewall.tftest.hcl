@@ -3,7 +3,7 @@ mock_provider "aws" {}
 variables {
   name            = "t"
   vpc_id          = "vpc-0123456789abcdef0"
-  allowed_domains = ["*.amazonaws.com", "pypi.org"]
+  allowed_domains = ["bedrock-runtime.us-east-1.amazonaws.com", "pypi.org"]
 }
 
 run "allow_listed_then_block_everything_nxdomain" {
@@ -15,7 +15,7 @@ run "allow_listed_then_block_everything_nxdomain" {
   }
 
   assert {
-    condition     = aws_route53_resolver_firewall_rule.allow[0].action == "ALLOW" && aws_route53_resolver_firewall_domain_list.allowed[0].domains == toset(["*.amazonaws.com", "pypi.org"])
+    condition     = aws_route53_resolver_firewall_rule.allow[0].action == "ALLOW" && aws_route53_resolver_firewall_domain_list.allowed[0].domains == toset(["bedrock-runtime.us-east-1.amazonaws.com", "pypi.org"])
     error_message = "The ALLOW rule must allow exactly the listed domains."
   }
 
@@ -39,8 +39,13 @@ run "allow_listed_then_block_everything_nxdomain" {
   }
 
   assert {
-    condition     = aws_ec2_managed_prefix_list.egress.address_family == "IPv4" && aws_ec2_managed_prefix_list.egress.max_entries == 60
-    error_message = "The egress prefix list must exist."
+    condition     = aws_route53_resolver_firewall_rule_group_association.this[0].mutation_protection == "ENABLED"
+    error_message = "The association is protected from changes by default."
+  }
+
+  assert {
+    condition     = aws_ec2_managed_prefix_list.egress.address_family == "IPv4" && output.egress_prefix_list_max_entries == aws_ec2_managed_prefix_list.egress.max_entries
+    error_message = "The egress prefix list must exist and report its max_entries (its weight in security group rules)."
   }
 }
 
@@ -70,4 +75,17 @@ run "bare_wildcard_is_refused" {
   }
 
   expect_failures = [var.allowed_domains]
+}
+
+run "teardown_lifts_mutation_protection" {
+  command = plan
+
+  variables {
+    mutation_protection = false
+  }
+
+  assert {
+    condition     = aws_route53_resolver_firewall_rule_group_association.this[0].mutation_protection == "DISABLED"
+    error_message = "mutation_protection = false must let the association be removed."
+  }
 }

@@ -33,6 +33,7 @@ variables {
   subnet_ids                  = ["subnet-a", "subnet-b"]
   instance_security_group_ids = ["sg-instance"]
   ami_id                      = "ami-0123456789abcdef0"
+  awsvpc_trunking             = "enabled"
 }
 
 run "launch_template_imdsv2_hop_limit_1_encrypted" {
@@ -86,18 +87,18 @@ run "user_data_writes_the_agent_settings" {
   }
 
   assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "\nECS_TASK_PIDS_LIMIT=1024\n")
+    error_message = "User data must bound every task's pids (ECS_TASK_PIDS_LIMIT)."
+  }
+
+  assert {
     condition     = !strcontains(base64decode(aws_launch_template.this.user_data), "ECS_ENABLE_TASK_ENI_TRUNKING")
     error_message = "ECS_ENABLE_TASK_ENI_TRUNKING does not exist; trunking is an account setting."
   }
 }
 
-run "trunking_account_setting_present" {
+run "cluster_container_insights" {
   command = plan
-
-  assert {
-    condition     = aws_ecs_account_setting_default.trunking[0].name == "awsvpcTrunking" && aws_ecs_account_setting_default.trunking[0].value == "enabled"
-    error_message = "The awsvpcTrunking account setting must be enabled."
-  }
 
   assert {
     condition     = jsonencode([for s in aws_ecs_cluster.this.setting : s.value if s.name == "containerInsights"]) == jsonencode(["enabled"])
@@ -105,17 +106,26 @@ run "trunking_account_setting_present" {
   }
 }
 
-run "account_setting_can_be_switched_off" {
+# The account baseline (terraform/account) owns awsvpcTrunking; hosts started before it is
+# enabled never get a trunk ENI, so the ASG refuses to plan until the baseline says so.
+run "hosts_wait_for_the_trunking_account_setting" {
   command = plan
 
   variables {
-    manage_account_settings = false
+    awsvpc_trunking = "disabled"
   }
 
-  assert {
-    condition     = length(aws_ecs_account_setting_default.trunking) == 0
-    error_message = "manage_account_settings = false must not manage the account setting."
+  expect_failures = [aws_autoscaling_group.this]
+}
+
+run "hosts_wait_for_an_applied_account_baseline" {
+  command = plan
+
+  variables {
+    awsvpc_trunking = null
   }
+
+  expect_failures = [aws_autoscaling_group.this]
 }
 
 run "warm_pool_scale_in_protection_capacity_provider" {
@@ -146,7 +156,7 @@ run "warm_pool_scale_in_protection_capacity_provider" {
   }
 }
 
-run "ssm_parameter_ami_when_no_ami_given" {
+run "no_silent_downgrade_to_the_stock_ami" {
   command = plan
 
   variables {
@@ -160,9 +170,50 @@ run "ssm_parameter_ami_when_no_ami_given" {
     }
   }
 
+  expect_failures = [aws_launch_template.this]
+}
+
+run "ssm_parameter_ami_only_when_allowed" {
+  command = plan
+
+  variables {
+    ami_id             = null
+    require_custom_ami = false
+  }
+
+  override_data {
+    target = data.aws_ssm_parameter.ecs_ami[0]
+    values = {
+      value = "ami-fromssm00000000"
+    }
+  }
+
   assert {
     condition     = aws_launch_template.this.image_id == "ami-fromssm00000000"
     error_message = "Without ami_id the ECS-optimized AL2023 AMI from SSM must be used."
+  }
+}
+
+run "pids_limit_cannot_be_overridden" {
+  command = plan
+
+  variables {
+    extra_ecs_config = { ECS_TASK_PIDS_LIMIT = "4194304" }
+  }
+
+  expect_failures = [var.extra_ecs_config]
+}
+
+run "ami_rollout_by_instance_refresh" {
+  command = plan
+
+  assert {
+    condition = (
+      aws_autoscaling_group.this.instance_refresh[0].strategy == "Rolling" &&
+      aws_autoscaling_group.this.instance_refresh[0].preferences[0].scale_in_protected_instances == "Refresh" &&
+      aws_autoscaling_group.this.instance_refresh[0].preferences[0].min_healthy_percentage == 100
+    )
+    error_message = "A new launch template version rolls every host, scale-in protected ones included, without losing capacity."
   }
 }
 

@@ -22,6 +22,14 @@ variables {
   cluster_name           = "t"
   capacity_provider_name = "t-ec2"
   lambda_function_names  = { gc = "t-gc", warm-pool = "t-warm-pool" }
+
+  autoscaling_group_name     = "t-asg"
+  workspace_task_capacity    = 24
+  alb_arn_suffix             = "app/cp/1"
+  target_group_arn_suffix    = "targetgroup/cp/2"
+  nat_gateway_ids            = ["nat-a", "nat-b"]
+  redis_replication_group_id = "t-state"
+  redis_num_cache_clusters   = 2
 }
 
 run "alarms_topic_log_groups" {
@@ -58,7 +66,40 @@ run "alarms_topic_log_groups" {
   }
 
   assert {
-    condition     = toset(keys(aws_cloudwatch_log_group.this)) == toset(["workspace_agent", "workspace_proxy", "control_plane"])
-    error_message = "Log groups of the agent, the sidecar and the control plane."
+    condition     = toset(keys(aws_cloudwatch_log_group.this)) == toset(["workspace_agent", "workspace_proxy", "control_plane", "control_plane_metrics"])
+    error_message = "Log groups of the agent, the sidecar, the control plane and its metrics (EMF)."
+  }
+}
+
+run "operational_alarms_cover_the_estate" {
+  command = apply
+
+  assert {
+    condition = toset(keys(aws_cloudwatch_metric_alarm.ops)) == toset([
+      "host-cpu", "host-memory", "running-tasks", "host-warm-pool-depleted", "workspace-warm-pool-exhausted",
+      "alb-5xx", "target-5xx", "unhealthy-targets", "nat-0-port-allocation", "nat-1-port-allocation",
+      "redis-0-memory", "redis-1-memory", "redis-0-evictions", "redis-1-evictions",
+    ])
+    error_message = "Alarms for host CPU/memory, task capacity, both warm pools, ALB 5xx and health, NAT ports and Redis memory/evictions."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.ops["running-tasks"].threshold == 19 &&
+      aws_cloudwatch_metric_alarm.ops["redis-1-evictions"].dimensions == tomap({ CacheClusterId = "t-state-002" }) &&
+      aws_cloudwatch_metric_alarm.ops["nat-1-port-allocation"].dimensions == tomap({ NatGatewayId = "nat-b" }) &&
+      aws_cloudwatch_metric_alarm.ops["host-warm-pool-depleted"].dimensions == tomap({ AutoScalingGroupName = "t-asg" })
+    )
+    error_message = "Each alarm watches its own resource (80 % of 24 tasks, the second Redis node, the second NAT, the ASG)."
+  }
+
+  assert {
+    condition     = alltrue([for a in aws_cloudwatch_metric_alarm.ops : a.alarm_actions == toset([aws_sns_topic.alarms.arn]) && a.ok_actions == toset([aws_sns_topic.alarms.arn])])
+    error_message = "Every operational alarm notifies the topic."
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == length(aws_cloudwatch_metric_alarm.ops) + 1
+    error_message = "The dashboard shows every alarmed metric and the DNS Firewall blocks."
   }
 }

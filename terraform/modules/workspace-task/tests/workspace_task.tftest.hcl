@@ -45,17 +45,25 @@ run "no_task_role_awsvpc" {
   }
 }
 
-run "read_only_roots_no_capabilities_uid_1000" {
+run "read_only_roots_no_capabilities_non_root" {
   command = apply
 
   assert {
     condition = alltrue([for c in jsondecode(aws_ecs_task_definition.this.container_definitions) :
-      c.readonlyRootFilesystem == true && c.user == "1000:1000" && c.privileged == false &&
+      c.readonlyRootFilesystem == true && !startswith(c.user, "0:") && c.privileged == false &&
       c.linuxParameters.capabilities.drop == ["ALL"] && length(c.linuxParameters.capabilities.add) == 0 &&
       contains(c.dockerSecurityOptions, "no-new-privileges") && c.linuxParameters.maxSwap == 0 &&
       c.memory > 0 && length(c.linuxParameters.tmpfs) > 0
     ])
-    error_message = "Every container: read-only root, uid 1000, ALL capabilities dropped, no-new-privileges, memory limit without swap, tmpfs."
+    error_message = "Every container: read-only root, non-root uid, ALL capabilities dropped, no-new-privileges, memory limit without swap, tmpfs."
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_ecs_task_definition.this.container_definitions)[0].user == "1000:1000" &&
+      jsondecode(aws_ecs_task_definition.this.container_definitions)[1].user == "65532:65532"
+    )
+    error_message = "The sandbox runs as 1000:1000; the sidecar, which holds the signer's key, as its own uid 65532."
   }
 
   assert {
@@ -130,6 +138,69 @@ run "credentials_reach_only_the_sidecar" {
     !anytrue([for a in s.actions : startswith(a, "secretsmanager:")]) || s.actions == toset(["secretsmanager:GetSecretValue"])])
     error_message = "GetSecretValue is the only Secrets Manager action."
   }
+}
+
+run "bedrock_through_the_vpc_endpoint" {
+  command = apply
+
+  assert {
+    condition = contains([for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment : e.value
+    if e.name == "PROXY_BEDROCK_ALLOW_PRIVATE"], "true")
+    error_message = "The sidecar must be allowed to dial the bedrock-runtime endpoint's private addresses."
+  }
+
+  assert {
+    condition = length([for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[0].environment : e.name
+    if startswith(e.name, "PROXY_")]) == 0
+    error_message = "The proxy's settings belong to the sidecar container only."
+  }
+}
+
+run "teardown_removes_the_out_of_band_signer_key" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_user.bedrock_signer.force_destroy
+    error_message = "Destroying the signer user must also delete its out-of-band access key."
+  }
+}
+
+run "sidecar_uid_must_differ_from_the_sandbox" {
+  command = plan
+
+  variables {
+    proxy_user = "1000:1000"
+  }
+
+  expect_failures = [var.proxy_user]
+}
+
+run "inference_profile_with_its_foundation_models" {
+  command = plan
+
+  variables {
+    bedrock_model_arns = [
+      "arn:aws:bedrock:us-east-1:111111111111:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0",
+      "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0",
+      "arn:aws:bedrock:us-east-2::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0",
+      "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0",
+    ]
+  }
+
+  assert {
+    condition     = toset(data.aws_iam_policy_document.bedrock_invoke.statement[0].resources) == toset(var.bedrock_model_arns)
+    error_message = "The signer may invoke the profile and its foundation models."
+  }
+}
+
+run "inference_profile_without_its_foundation_model_is_refused" {
+  command = plan
+
+  variables {
+    bedrock_model_arns = ["arn:aws:bedrock:us-east-1:111111111111:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0"]
+  }
+
+  expect_failures = [var.bedrock_model_arns]
 }
 
 run "proxy_listens_on_loopback_only" {
