@@ -170,6 +170,25 @@ async fn security_suite(oci_runtime: &str, image: &str) {
         "not mounted here: {out}"
     );
 
+    // Its own agent's socket directory is the host's once the agent is up: the sandbox
+    // can neither move the socket aside (to answer in the agent's place) nor put files
+    // there (outside every size limit).
+    let (out, _, _) = plane
+        .sh(
+            conv,
+            "mv /run/workspace/agent.sock /run/workspace/x 2>&1; echo mv=$?; \
+             echo x > /run/workspace/fill 2>&1; echo write=$?; \
+             mkdir /run/workspace/d 2>&1; echo mkdir=$?",
+        )
+        .await;
+    for op in ["mv", "write", "mkdir"] {
+        assert!(
+            !out.contains(&format!("{op}=0")),
+            "{op} in the socket directory succeeded: {out}"
+        );
+    }
+    assert_alive(&plane, conv).await;
+
     // Memory beyond the limit is OOM-killed. Under runc the kernel kills the
     // hungry process and the workspace lives on; under gVisor the cgroup's OOM kill
     // hits the sandbox itself, the stream ends with `error`, and the next request

@@ -143,6 +143,7 @@ impl Lifecycle {
                     Error::AgentNotReady(ready.as_secs())
                 })?;
             wire::version::check(&health).map_err(Error::IncompatibleAgent)?;
+            fleet.runtime.seal(&spec.workspace_id).await?;
             Ok::<_, Error>(ws)
         }
         .instrument(span.clone())

@@ -379,6 +379,21 @@ impl Runtime for DockerRuntime {
         Ok(self.workspace_from_labels(spec.workspace_id.clone(), created.id, &labels, true))
     }
 
+    /// The agent has bound `agent.sock`: its directory goes to root (0700), so the
+    /// sandbox (same uid as the agent) can no longer rename, replace or add entries
+    /// there — no socket of its own where the control plane connects, and no file on
+    /// the host's disk outside the sandbox's limits. The socket itself stays as bound.
+    async fn seal(&self, workspace_id: &str) -> Result<(), RuntimeError> {
+        let dir = self.socket_dir(workspace_id).join(AGENT_DIR);
+        let err = |m: String| RuntimeError::Create {
+            workspace_id: workspace_id.to_string(),
+            message: m,
+        };
+        chown(&dir, Some(0), Some(0)).map_err(|e| err(format!("chown {}: {e}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| err(format!("chmod {}: {e}", dir.display())))
+    }
+
     async fn destroy(&self, workspace_id: &str) -> Result<(), RuntimeError> {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)

@@ -86,6 +86,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// be starting: callers wait for the agent's health).
     async fn create(&self, spec: &WorkspaceSpec) -> Result<RuntimeWorkspace, RuntimeError>;
 
+    /// Called once the workspace's agent answers: takes back from the sandbox whatever
+    /// the agent needed writable to start (locally, the directory of its socket), so
+    /// the sandbox can no longer replace the socket the control plane connects to or
+    /// write files outside its own limits. A no-op where there is nothing to take.
+    async fn seal(&self, _workspace_id: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// Destroys a workspace and everything the runtime made for it. Destroying one
     /// that does not exist succeeds.
     async fn destroy(&self, workspace_id: &str) -> Result<(), RuntimeError>;
