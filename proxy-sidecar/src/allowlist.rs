@@ -12,8 +12,9 @@
 //! the last label, fewer than two literal labels next to a wildcard (`*.com`), schemes,
 //! paths, queries, userinfo, empty labels, invalid ports.
 //!
-//! Ports: an allow entry without a port allows ports 80 and 443 only; with a port, that
-//! port only. A deny entry without a port denies every port. Deny entries win.
+//! Ports: an allow entry without a port allows ports 80 and 443 only (443 only for a
+//! `CONNECT` tunnel: [`Allowlist::decide_tunnel`]); with a port, that port only. A
+//! deny entry without a port denies every port. Deny entries win.
 
 use std::fmt;
 
@@ -298,6 +299,24 @@ impl Allowlist {
 
     /// Decide for a canonical host and port.
     pub fn decide(&self, host: &Host, port: u16) -> Decision<'_> {
+        self.decide_with(host, port, Pattern::allows_port)
+    }
+
+    /// Like [`Allowlist::decide`] for a `CONNECT` tunnel: an entry without a port
+    /// allows 443 only (a tunnel is opaque; plain HTTP has the forward path).
+    pub fn decide_tunnel(&self, host: &Host, port: u16) -> Decision<'_> {
+        self.decide_with(host, port, |p, port| match p.port() {
+            Some(explicit) => explicit == port,
+            None => port == 443,
+        })
+    }
+
+    fn decide_with(
+        &self,
+        host: &Host,
+        port: u16,
+        allows_port: impl Fn(&Pattern, u16) -> bool,
+    ) -> Decision<'_> {
         if self
             .deny
             .iter()
@@ -308,7 +327,7 @@ impl Allowlist {
         let mut host_seen = false;
         for e in &self.allow {
             if e.pattern.matches_host(host) {
-                if e.pattern.allows_port(port) {
+                if allows_port(&e.pattern, port) {
                     return Decision::Allowed(e);
                 }
                 host_seen = true;

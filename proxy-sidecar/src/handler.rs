@@ -256,6 +256,10 @@ pub(crate) async fn handle(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return resp;
     }
+    // TRACE/TRACK echo the request back, headers the proxy injected included.
+    if req.method() == Method::TRACE || req.method().as_str() == "TRACK" {
+        return ex.refuse(Reason::MethodNotAllowed.into());
+    }
     if listener.graceful.is_cancelled() {
         return ex.refuse(Reason::ShuttingDown.into());
     }

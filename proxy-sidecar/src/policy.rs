@@ -381,7 +381,9 @@ impl Policy {
             }
             return Verdict::InjectedHostViaConnect;
         }
-        match self.allowlist.decide(host, port) {
+        // A tunnel is opaque: only TLS's port unless an entry names another one (a
+        // plain-HTTP tunnel would bypass the forward path's per-request checks).
+        match self.allowlist.decide_tunnel(host, port) {
             Decision::Allowed(e) => Verdict::Allow(e.allow_private),
             Decision::Denied => Verdict::Denied,
             Decision::PortNotAllowed => Verdict::PortNotAllowed,

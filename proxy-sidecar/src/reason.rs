@@ -34,6 +34,8 @@ pub enum Reason {
     GatewayDisabled,
     GatewayPathNotAllowed,
     GatewayMethodNotAllowed,
+    /// TRACE and TRACK: they echo the request (headers the proxy added included).
+    MethodNotAllowed,
     PresignedRequest,
     StreamingSignedRequest,
     Sigv4aRequest,
@@ -78,6 +80,7 @@ impl Reason {
         Reason::GatewayDisabled,
         Reason::GatewayPathNotAllowed,
         Reason::GatewayMethodNotAllowed,
+        Reason::MethodNotAllowed,
         Reason::PresignedRequest,
         Reason::StreamingSignedRequest,
         Reason::Sigv4aRequest,
@@ -123,6 +126,7 @@ impl Reason {
             Reason::GatewayDisabled => "gateway_disabled",
             Reason::GatewayPathNotAllowed => "gateway_path_not_allowed",
             Reason::GatewayMethodNotAllowed => "gateway_method_not_allowed",
+            Reason::MethodNotAllowed => "method_not_allowed",
             Reason::PresignedRequest => "presigned_request",
             Reason::StreamingSignedRequest => "streaming_signed_request",
             Reason::Sigv4aRequest => "sigv4a_request",
@@ -161,7 +165,9 @@ impl Reason {
             | Reason::ConnectToInjectedHost
             | Reason::GatewayDisabled
             | Reason::GatewayPathNotAllowed => StatusCode::FORBIDDEN,
-            Reason::GatewayMethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reason::GatewayMethodNotAllowed | Reason::MethodNotAllowed => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::TooManyRequests | Reason::TooManyTunnels => StatusCode::TOO_MANY_REQUESTS,
             Reason::DnsFailed
@@ -198,6 +204,7 @@ impl Reason {
             | Reason::GatewayDisabled
             | Reason::GatewayPathNotAllowed
             | Reason::GatewayMethodNotAllowed
+            | Reason::MethodNotAllowed
             | Reason::PresignedRequest
             | Reason::StreamingSignedRequest
             | Reason::Sigv4aRequest => "http_request_denied",
@@ -252,6 +259,9 @@ impl Reason {
             Reason::GatewayDisabled => "the Bedrock gateway is not enabled for this workspace",
             Reason::GatewayPathNotAllowed => "path is not a Bedrock runtime invocation",
             Reason::GatewayMethodNotAllowed => "the Bedrock gateway accepts POST only",
+            Reason::MethodNotAllowed => {
+                "TRACE and TRACK are refused: they would echo the request, injected headers included"
+            }
             Reason::PresignedRequest => "presigned requests are refused; the proxy signs requests",
             Reason::StreamingSignedRequest => {
                 "streaming-signed (aws-chunked) requests are refused; the proxy signs requests"

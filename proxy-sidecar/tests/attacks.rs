@@ -641,6 +641,27 @@ async fn attack_table() {
     );
     let r = raw(proxy, b"CONNECT ok.test HTTP/1.1\r\nHost: ok.test\r\n\r\n").await;
     check("CONNECT without port".into(), &r, 400, Some("invalid_port"));
+    // A tunnel is opaque: without a port in its entry, only TLS's port.
+    let r = raw(proxy, &connect_request("ok.test:80", "ok.test:80")).await;
+    check(
+        "CONNECT to port 80 of a host allowed without a port".into(),
+        &r,
+        403,
+        Some("port_not_allowed"),
+    );
+    // TRACE/TRACK would echo the request, injected credentials included.
+    for method in ["TRACE", "TRACK"] {
+        let req = format!(
+            "{method} http://mcp.test/ HTTP/1.1\r\nHost: mcp.test\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw(proxy, req.as_bytes()).await;
+        check(
+            format!("{method} to a credential-injected host"),
+            &r,
+            405,
+            Some("method_not_allowed"),
+        );
+    }
     let r = raw(
         proxy,
         b"GET https://ok.test/ HTTP/1.1\r\nHost: ok.test\r\nConnection: close\r\n\r\n",

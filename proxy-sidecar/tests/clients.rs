@@ -100,6 +100,9 @@ async fn world() -> World {
         policy(
             r#"allow = [
               { host = "plain.test", allow_private = true },
+              # undici tunnels http:// through CONNECT, which goes to 443 only unless
+              # the entry names the port.
+              { host = "plain.test:80", allow_private = true },
               { host = "secure.test", allow_private = true },
               { host = "pkgs.test", allow_private = true },
             ]"#,
