@@ -43,12 +43,17 @@ say "building the offline workspace image"
 bash "$repo/deployment/images/build-offline.sh"
 
 stop
-[[ -f "$state/token" ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/token"
+# Two tokens: the demo tenant's (not an admin: it cannot change the pool or other
+# tenants' settings) and an operator's (admin) for the pool.
+for f in token admin-token; do
+  [[ -f "$state/$f" ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/$f"
+done
 token=$(cat "$state/token")
+admin_token=$(cat "$state/admin-token")
 
 say "starting the control plane on http://$addr (log: $state/control-plane.log)"
 CP_LISTEN=$addr \
-  CP_API_TOKENS="demo:$token:admin" \
+  CP_API_TOKENS="demo:$token,operator:$admin_token:admin" \
   CP_FLEET=quickstart \
   CP_CLEANUP_ON_SHUTDOWN=true \
   CP_DOCKER__SOCKET_ROOT=/run/agent-workspaces/quickstart \
@@ -63,7 +68,7 @@ curl -fsS "http://$addr/health/ready"
 echo
 # Give the warm pool a moment, so the demo is served from it.
 for _ in $(seq 1 50); do
-  curl -fsS "http://$addr/v1/pool" -H "Authorization: Bearer $token" 2>/dev/null | grep -q '"size":[1-9]' && break
+  curl -fsS "http://$addr/v1/pool" -H "Authorization: Bearer $admin_token" 2>/dev/null | grep -q '"size":[1-9]' && break
   sleep 0.2
 done
 

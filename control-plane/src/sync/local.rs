@@ -9,6 +9,7 @@
 //! or the new object, never a torn one.
 
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -91,12 +92,18 @@ fn write_atomic(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        std::fs::create_dir_all(parent)?;
+        // Tenants' files: directories 0700 and objects 0600, whatever the umask, so no
+        // other host user can read them.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
         let tmp = tmp_path(target);
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&tmp)?;
             fill(&mut f)?;
             f.flush()?;
@@ -447,5 +454,30 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test]
+    async fn objects_are_private_to_the_control_plane() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(tmp.path().join("objects"));
+        let key = ObjectKey::new("t/c/files/a/b.txt".to_string()).unwrap();
+        store
+            .put(&key, Bytes::from_static(b"secret"))
+            .await
+            .unwrap();
+        let file = store.path_of(&key);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&file) & 0o777, 0o600, "object");
+        let mut dir = file.parent().unwrap().to_path_buf();
+        while dir != tmp.path() {
+            assert_eq!(
+                mode(&dir) & 0o077,
+                0,
+                "{} readable by others",
+                dir.display()
+            );
+            dir = dir.parent().unwrap().to_path_buf();
+        }
     }
 }
