@@ -42,6 +42,10 @@ pub struct EgressConfig {
     pub default_policy: PolicyConfig,
     /// Per-tenant policies (replace the default for that tenant's conversations).
     pub tenants: BTreeMap<String, PolicyConfig>,
+    /// The environment variables a policy set through the API may name in an injected
+    /// header (`{ env = "…" }`), admins included: the operator's word on which of the
+    /// control plane's secrets may leave, e.g. `["MCP_GITHUB_TOKEN"]`. Empty: none.
+    pub api_secret_env: Vec<String>,
 }
 
 impl Default for EgressConfig {
@@ -62,6 +66,7 @@ impl Default for EgressConfig {
                 ..Default::default()
             },
             tenants: BTreeMap::new(),
+            api_secret_env: Vec::new(),
         }
     }
 }

@@ -220,6 +220,28 @@ async fn tenants_cannot_widen_egress_or_read_the_control_planes_environment() {
         let b: serde_json::Value = r.json().await.unwrap();
         assert_eq!(b["error"]["code"], "policy_not_allowed", "{why}");
     }
+    // Not even an admin can make the proxy send the control plane's environment
+    // anywhere (only operator-listed names, none here) or reach loopback (the API,
+    // Redis) through a policy set by the API.
+    for (body, why) in [
+        (
+            serde_json::json!({"inject": [{"host": "mcp.example.com",
+                "headers": {"Authorization": {"env": "CP_API_TOKENS"}}}]}),
+            "an admin reading the environment",
+        ),
+        (
+            serde_json::json!({"allow": [{"host": "127.0.0.1:6379", "allow_private": true}]}),
+            "an admin allowing loopback",
+        ),
+    ] {
+        let r = plane
+            .put("/v1/conversations/p/egress", TOKEN_ACME)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{why}");
+    }
     // Invalid entries are 400 with the proxy's own validation message.
     for bad in [
         serde_json::json!({"allow": ["*"]}),

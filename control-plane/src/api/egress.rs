@@ -40,8 +40,39 @@ fn egress_of(st: &AppState) -> Result<&std::sync::Arc<crate::egress::Egress>, Ap
     })
 }
 
-/// Refuses what a tenant may not set.
-pub fn check_tenant_policy(p: &PolicyConfig, admin: bool) -> Result<(), String> {
+/// Refuses what an API caller may not set. For every caller, admins included: an
+/// injected header may read only the environment variables the operator listed
+/// (`egress.api_secret_env`), and no allow entry may name a loopback destination (the
+/// control plane's own ports, Redis). Only admins may set `allow_private` (VPC
+/// addresses) or override the Bedrock endpoint.
+pub fn check_api_policy(
+    p: &PolicyConfig,
+    admin: bool,
+    secret_env: &[String],
+) -> Result<(), String> {
+    for r in &p.inject {
+        for (name, v) in &r.headers {
+            if let SecretSource::Env { env } = v {
+                if !secret_env.iter().any(|allowed| allowed == env) {
+                    return Err(format!(
+                        "inject rule {:?}, header {name}: {env:?} is not one of the secrets the operator lists in egress.api_secret_env",
+                        r.host
+                    ));
+                }
+            }
+        }
+    }
+    for a in &p.allow {
+        let host = match a {
+            AllowEntryConfig::Host(h) => h.as_str(),
+            AllowEntryConfig::Detailed { host, .. } => host.as_str(),
+        };
+        if names_loopback(host) {
+            return Err(format!(
+                "allow entry {host:?}: loopback destinations are never reachable through a policy set by the API"
+            ));
+        }
+    }
     if admin {
         return Ok(());
     }
@@ -63,19 +94,33 @@ pub fn check_tenant_policy(p: &PolicyConfig, admin: bool) -> Result<(), String> 
                 r.host
             ));
         }
-        for (name, v) in &r.headers {
-            if let SecretSource::Env { .. } = v {
-                return Err(format!(
-                    "inject rule {:?}, header {name}: values must be literal (env references need an admin token)",
-                    r.host
-                ));
-            }
-        }
     }
     if p.bedrock.endpoint.is_some() || p.bedrock.allow_private {
         return Err("bedrock.endpoint and bedrock.allow_private need an admin token".into());
     }
     Ok(())
+}
+
+/// True for `localhost`, `*.localhost` and loopback address literals (with or
+/// without a port).
+fn names_loopback(entry: &str) -> bool {
+    let host = if let Some(rest) = entry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        entry.rsplit_once(':').map_or(entry, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                entry
+            }
+        })
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
 async fn effective(
@@ -154,7 +199,8 @@ pub async fn put(
 ) -> Result<Json<EgressPolicy>, ApiError> {
     egress_of(&st)?;
     Fleet::key(&caller.tenant, &conversation_id)?;
-    check_tenant_policy(&policy, caller.admin)
+    let secret_env = &st.services.fleet.cfg.egress.api_secret_env;
+    check_api_policy(&policy, caller.admin, secret_env)
         .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "policy_not_allowed", m))?;
     Policy::from_config(&policy)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
@@ -192,10 +238,28 @@ mod tests {
             r#"{"inject":[{"host":"mcp.example.com","headers":{},"allow_private":true}]}"#,
             r#"{"bedrock":{"enabled":true,"region":"us-east-1","endpoint":"evil.example.com"}}"#,
         ] {
-            assert!(check_tenant_policy(&policy(bad), false).is_err(), "{bad}");
-            assert!(check_tenant_policy(&policy(bad), true).is_ok(), "{bad}");
+            assert!(check_api_policy(&policy(bad), false, &[]).is_err(), "{bad}");
         }
         let ok = r#"{"allow":["pypi.org"],"inject":[{"host":"mcp.example.com","headers":{"Authorization":"Bearer x"}}]}"#;
-        assert!(check_tenant_policy(&policy(ok), false).is_ok());
+        assert!(check_api_policy(&policy(ok), false, &[]).is_ok());
+    }
+
+    #[test]
+    fn no_caller_can_read_the_environment_or_reach_loopback() {
+        let env = r#"{"inject":[{"host":"mcp.example.com","headers":{"Authorization":{"env":"CP_API_TOKENS"}}}]}"#;
+        assert!(check_api_policy(&policy(env), true, &[]).is_err());
+        assert!(check_api_policy(&policy(env), true, &["OTHER".into()]).is_err());
+        assert!(check_api_policy(&policy(env), true, &["CP_API_TOKENS".into()]).is_ok());
+        for lo in [
+            r#"{"allow":[{"host":"127.0.0.1:6379","allow_private":true}]}"#,
+            r#"{"allow":[{"host":"localhost","allow_private":true}]}"#,
+            r#"{"allow":[{"host":"[::1]:8700","allow_private":true}]}"#,
+            r#"{"allow":["127.0.0.5"]}"#,
+        ] {
+            assert!(check_api_policy(&policy(lo), true, &[]).is_err(), "{lo}");
+        }
+        let vpc = r#"{"allow":[{"host":"10.0.0.5","allow_private":true}]}"#;
+        assert!(check_api_policy(&policy(vpc), true, &[]).is_ok());
+        assert!(check_api_policy(&policy(vpc), false, &[]).is_err());
     }
 }
