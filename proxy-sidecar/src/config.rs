@@ -45,6 +45,9 @@ pub struct Timeouts {
     pub upstream_response_ms: u64,
     /// A tunnel with no bytes in either direction for this long is closed.
     pub tunnel_idle_ms: u64,
+    /// Every tunnel is closed after this long, busy or not (a sandbox cannot keep a
+    /// connection its policy may since have revoked open for ever).
+    pub tunnel_max_ms: u64,
     /// Idle pooled upstream connections are closed after this long.
     pub pool_idle_ms: u64,
     /// Graceful shutdown waits this long for requests and tunnels to finish.
@@ -59,6 +62,7 @@ impl Default for Timeouts {
             header_read_ms: 30_000,
             upstream_response_ms: 900_000,
             tunnel_idle_ms: 600_000,
+            tunnel_max_ms: 3_600_000,
             pool_idle_ms: 90_000,
             drain_ms: 30_000,
         }
@@ -78,6 +82,10 @@ impl Timeouts {
     pub fn upstream_response(&self) -> Duration {
         Duration::from_millis(self.upstream_response_ms)
     }
+    pub fn tunnel_max(&self) -> Duration {
+        Duration::from_millis(self.tunnel_max_ms)
+    }
+
     pub fn tunnel_idle(&self) -> Duration {
         Duration::from_millis(self.tunnel_idle_ms)
     }
@@ -206,6 +214,7 @@ impl ProxyConfig {
             ("timeouts.header_read_ms", t.header_read_ms),
             ("timeouts.upstream_response_ms", t.upstream_response_ms),
             ("timeouts.tunnel_idle_ms", t.tunnel_idle_ms),
+            ("timeouts.tunnel_max_ms", t.tunnel_max_ms),
             ("timeouts.pool_idle_ms", t.pool_idle_ms),
         ] {
             if v == 0 {

@@ -510,8 +510,15 @@ async fn connect(mut ex: Exchange, mut req: Request<Incoming>, slot: Slot) -> Re
                 .fetch_add(leftover.len() as u64, Ordering::Relaxed);
             opts.metric_out.inc_by(leftover.len() as u64);
         }
+        let max_life = shared.config.timeouts.tunnel_max();
         let end = if ok {
-            relay_client(client, upstream, opts, bytes.clone()).await
+            // Closed at its maximum lifetime whatever it carries.
+            tokio::time::timeout(
+                max_life,
+                relay_client(client, upstream, opts, bytes.clone()),
+            )
+            .await
+            .unwrap_or(TunnelEnd::Error)
         } else {
             TunnelEnd::Error
         };

@@ -292,6 +292,41 @@ async fn tunnels_pass_half_close_and_idle_out() {
     );
 }
 
+/// A tunnel that keeps carrying bytes is still closed at its maximum lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_tunnels_end_at_their_maximum_lifetime() {
+    let (echo, _e) = spawn_tcp_echo().await;
+    let mut tp = start_proxy(
+        |c, _| {
+            c.timeouts.tunnel_max_ms = 500;
+            c.test_resolve_overrides.insert("echo.test".into(), echo);
+        },
+        policy(r#"allow = [{ host = "echo.test", allow_private = true }]"#),
+        None,
+    )
+    .await;
+    let (r, mut t) = connect_via(tp.addr, "echo.test:443").await;
+    assert_eq!(r.status, 200);
+    // Keep it busy (never idle) well past the lifetime; the proxy must end it.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 64];
+        loop {
+            if t.write_all(b"ping").await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(200), t.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a busy tunnel outlived its maximum lifetime");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let audit = tp.drain_audit();
+    assert!(!audit[0].complete, "ended by the proxy, not by either side");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_pooled_and_metrics_exported() {
     let upstream = spawn_upstream(None, echo_handler()).await;
