@@ -155,7 +155,24 @@ impl AgentClient {
         &self,
         resp: Response<Incoming>,
     ) -> Result<Response<Incoming>, AgentError> {
-        error_for_status_within(resp, self.limits).await
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let bytes = collect(
+            resp.into_body(),
+            self.limits.small_bytes,
+            self.limits.small_body,
+        )
+        .await
+        .unwrap_or_default();
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| {
+            ErrorBody::new(
+                "agent_error",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
+            )
+        });
+        Err(AgentError::Status { status, body })
     }
 
     fn request(
@@ -356,32 +373,6 @@ where
         }
     });
     Ok(sender)
-}
-
-/// Turns an error status into [`AgentError::Status`] with the agent's error body, read
-/// within the default small-body deadline and cap.
-pub async fn error_for_status(resp: Response<Incoming>) -> Result<Response<Incoming>, AgentError> {
-    error_for_status_within(resp, Limits::default()).await
-}
-
-async fn error_for_status_within(
-    resp: Response<Incoming>,
-    limits: Limits,
-) -> Result<Response<Incoming>, AgentError> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let bytes = collect(resp.into_body(), limits.small_bytes, limits.small_body)
-        .await
-        .unwrap_or_default();
-    let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| {
-        ErrorBody::new(
-            "agent_error",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
-        )
-    });
-    Err(AgentError::Status { status, body })
 }
 
 /// Reads a whole body of at most `max` bytes within `deadline`.

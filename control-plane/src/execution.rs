@@ -1,7 +1,7 @@
 //! Executions: validate the request (the contract's one validator), reach the
 //! conversation's workspace in one hop — the execute request itself, with no health
 //! probe before it — and relay its events. A workspace whose agent cannot be reached
-//! is handed to the lifecycle's locked recovery path (replaced, restored, reported
+//! is handed to the lifecycle's locked path (`settle`) (replaced, restored, reported
 //! with `container_recovered`), then the request is sent to the new one. While an
 //! execution runs it keeps its workspace active for every replica's reaper; when it
 //! ends the files are synced, and file-changing tools schedule a debounced sync.
@@ -99,7 +99,10 @@ impl Execution {
                 Ok(events) => return Ok((Acquired::existing(rec), events)),
                 Err(e) if unreachable(&e) => {
                     warn!(workspace_id = %rec.workspace_id, error = %e, "agent unreachable; recovering the workspace");
-                    let acquired = self.lifecycle.recover(key, &rec.workspace_id, ctx).await?;
+                    let acquired = self
+                        .lifecycle
+                        .settle(key, Some(&rec.workspace_id), ctx)
+                        .await?;
                     let events = AgentClient::new(acquired.record.endpoint.clone())
                         .execute(req)
                         .await?;
@@ -108,7 +111,8 @@ impl Execution {
                 Err(e) => return Err(e.into()),
             }
         }
-        let acquired = self.lifecycle.acquire(key, ctx).await?;
+        // Nothing bound: straight to the locked path (the unlocked lookup is done).
+        let acquired = self.lifecycle.settle(key, None, ctx).await?;
         let events = AgentClient::new(acquired.record.endpoint.clone())
             .execute(req)
             .await?;

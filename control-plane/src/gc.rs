@@ -159,8 +159,7 @@ impl Reaper {
         let futs: Vec<_> = records
             .iter()
             .map(|rec| {
-                let running = rec.workspace_id.as_str();
-                let item = self.item(rec, live.get(running), &previous, now, &ctx);
+                let item = self.item(rec, live.get(&rec.workspace_id), &previous, now, &ctx);
                 async move {
                     let outcome = match tokio::time::timeout(item_timeout, item).await {
                         Ok(o) => o,

@@ -249,18 +249,26 @@ async fn drain_deadline_closes_open_tunnels() {
     assert_eq!(n, 0, "tunnel closed at the drain deadline");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tunnels_pass_half_close_and_idle_out() {
-    let (echo, _e) = spawn_tcp_echo().await;
-    let mut tp = start_proxy(
-        |c, _| {
-            c.timeouts.tunnel_idle_ms = 300;
+/// A proxy that tunnels to a TCP echo server as `echo.test`, with `timeouts` set.
+async fn echo_tunnel_proxy(
+    timeouts: impl FnOnce(&mut proxy_sidecar::config::Timeouts) + Send + 'static,
+) -> (TestProxy, tokio::task::JoinHandle<()>) {
+    let (echo, task) = spawn_tcp_echo().await;
+    let tp = start_proxy(
+        move |c, _| {
+            timeouts(&mut c.timeouts);
             c.test_resolve_overrides.insert("echo.test".into(), echo);
         },
         policy(r#"allow = [{ host = "echo.test", allow_private = true }]"#),
         None,
     )
     .await;
+    (tp, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_pass_half_close_and_idle_out() {
+    let (mut tp, _e) = echo_tunnel_proxy(|t| t.tunnel_idle_ms = 300).await;
     // Half-close: after our FIN the upstream still answers, then closes.
     let (r, mut t) = connect_via(tp.addr, "echo.test:443").await;
     assert_eq!(r.status, 200);
@@ -295,16 +303,7 @@ async fn tunnels_pass_half_close_and_idle_out() {
 /// A tunnel that keeps carrying bytes is still closed at its maximum lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_tunnels_end_at_their_maximum_lifetime() {
-    let (echo, _e) = spawn_tcp_echo().await;
-    let mut tp = start_proxy(
-        |c, _| {
-            c.timeouts.tunnel_max_ms = 500;
-            c.test_resolve_overrides.insert("echo.test".into(), echo);
-        },
-        policy(r#"allow = [{ host = "echo.test", allow_private = true }]"#),
-        None,
-    )
-    .await;
+    let (mut tp, _e) = echo_tunnel_proxy(|t| t.tunnel_max_ms = 500).await;
     let (r, mut t) = connect_via(tp.addr, "echo.test:443").await;
     assert_eq!(r.status, 200);
     // Keep it busy (never idle) well past the lifetime; the proxy must end it.

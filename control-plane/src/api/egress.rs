@@ -101,26 +101,29 @@ pub fn check_api_policy(
     Ok(())
 }
 
-/// True for `localhost`, `*.localhost` and loopback address literals (with or
-/// without a port).
+/// True for `localhost`, `*.localhost` and loopback or unspecified address literals
+/// (with or without a port), using the proxy's own host parser and address guard.
 fn names_loopback(entry: &str) -> bool {
-    let host = if let Some(rest) = entry.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        entry.rsplit_once(':').map_or(entry, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                entry
-            }
-        })
+    use proxy_sidecar::{
+        guard::{classify, AddressClass},
+        host::{parse_host, Host},
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    // The parser takes IPv6 literals bracketed, without a port.
+    let host = match entry.find(']') {
+        Some(end) if entry.starts_with('[') => &entry[..=end],
+        _ => match entry.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => entry,
+        },
+    };
+    match parse_host(host) {
+        Ok(Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Ok(h) => h
+            .ip()
+            .and_then(classify)
+            .is_some_and(|c| matches!(c, AddressClass::Loopback | AddressClass::Unspecified)),
+        Err(_) => false,
+    }
 }
 
 async fn effective(

@@ -18,7 +18,7 @@ use super::{
     AppState,
 };
 use crate::{
-    agent_client::{error_for_status, AgentClient},
+    agent_client::AgentClient,
     fleet::Fleet,
     store::{ConversationKey, WorkspaceRecord},
     telemetry::{FleetEvent, RequestContext, Subject},
@@ -74,7 +74,7 @@ async fn relay(
     body: Body,
 ) -> Result<Response, ApiError> {
     let resp = client.forward(method, uri, ct, body).await?;
-    let resp = error_for_status(resp).await?;
+    let resp = client.error_for_status(resp).await?;
     let (parts, body) = resp.into_parts();
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
@@ -264,7 +264,7 @@ pub async fn import_archive(
             Body::from(bytes),
         )
         .await?;
-    let resp = error_for_status(resp).await?;
+    let resp = client.error_for_status(resp).await?;
     // The agent's answer is small JSON (`ImportResult`): read it, bounded (the agent
     // is sandbox-controlled), for the audit line.
     let body = Limited::new(resp.into_body(), 64 * 1024)

@@ -105,16 +105,17 @@ impl Lifecycle {
             .await
     }
 
-    /// The recovery path after a call to `failed` (the conversation's workspace)
-    /// failed to reach its agent: under the lock, a workspace that is still starting
-    /// or already replaced by another request is used; a dead one is replaced.
-    pub async fn recover(
+    /// The locked path, for a caller that already knows the fast path cannot serve:
+    /// no workspace was bound, or a call to `failed` (the bound one) could not reach
+    /// its agent. Under the lock, a workspace that is still starting or already
+    /// replaced by another request is used; a dead one is replaced; none is made.
+    pub async fn settle(
         &self,
         key: &ConversationKey,
-        failed: &str,
+        failed: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Acquired> {
-        self.locked(key, || self.acquire_locked(key, Some(failed), ctx))
+        self.locked(key, || self.acquire_locked(key, failed, ctx))
             .await
     }
 

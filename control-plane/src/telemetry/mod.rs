@@ -277,10 +277,15 @@ impl Telemetry {
                 m.sync_duration_seconds.observe(duration.as_secs_f64());
                 m.sync_uploaded_objects.inc_by(*uploaded);
             }
-            FleetEvent::SyncFailed { kind, .. } | FleetEvent::RestoreFailed { kind, .. } => {
-                if matches!(event, FleetEvent::SyncFailed { .. }) {
-                    m.syncs.inc();
-                }
+            FleetEvent::SyncFailed { kind, .. } => {
+                m.syncs.inc();
+                m.sync_errors
+                    .get_or_create(&KindLabel {
+                        kind: (*kind).into(),
+                    })
+                    .inc();
+            }
+            FleetEvent::RestoreFailed { kind, .. } => {
                 m.sync_errors
                     .get_or_create(&KindLabel {
                         kind: (*kind).into(),
